@@ -1,0 +1,1 @@
+"""What workflows ask of the outside world, grouped by the system each touches."""

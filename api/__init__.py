@@ -1,0 +1,1 @@
+"""The HTTP API: routers, request/response schemas, auth, webhooks and pages."""

@@ -1,0 +1,56 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from api.routes import health
+from domain.db import make_engine, make_session_factory
+from domain.errors import DomainError
+from lotline.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API around one settings object; the engine lives as long as the app."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = make_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessions = make_session_factory(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Lotline",
+        version="0.1.0",
+        description="Medical-device lot traceability and recalls",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"detail": [exc.as_dict()]})
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [
+            {
+                "field": ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path")),
+                "reason": err["msg"],
+            }
+            for err in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": detail})
+
+    app.include_router(health.router)
+    # Each area registers its router here.
+    return app

@@ -1,0 +1,274 @@
+"""The store's tables: products, lots, serials, genealogy, locations, the stock ledger, consignees,
+shipments and users.
+
+Stock is never edited in place: every movement is a :class:`StockEntry` in the ledger, and
+:class:`StockBalance` is the running total per location, lot and bucket that the ledger keeps,
+with a CHECK that it never goes below zero (see ``domain/inventory.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from domain.enums import (
+    ConsigneeKind,
+    Language,
+    LocationKind,
+    MovementKind,
+    QcStatus,
+    RiskClass,
+    StockStatus,
+)
+
+# Integer primary keys that are BIGINT on PostgreSQL and rowid aliases on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+def _enum(cls) -> Enum:
+    """Enums stored as their values in a VARCHAR, portable across SQLite and PostgreSQL."""
+    return Enum(
+        cls,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names for Alembic."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Product(Base):
+    """A device model: its UDI-DI (GTIN), risk class, whether it is implanted, and shelf life."""
+
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    gtin: Mapped[str] = mapped_column(String(14), unique=True)
+    risk_class: Mapped[RiskClass] = mapped_column(_enum(RiskClass))
+    implantable: Mapped[bool] = mapped_column(Boolean, default=False)
+    shelf_life_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    lots: Mapped[list[Lot]] = relationship(back_populates="product")
+
+
+class Lot(Base):
+    """Units made together; unique per product (not globally)."""
+
+    __tablename__ = "lots"
+    __table_args__ = (
+        UniqueConstraint("product_id", "lot_number"),
+        CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    lot_number: Mapped[str] = mapped_column(String(20))
+    manufactured_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    expires_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    quantity: Mapped[int] = mapped_column(BigInteger, default=0)
+    qc_status: Mapped[QcStatus] = mapped_column(_enum(QcStatus), default=QcStatus.quarantined)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    product: Mapped[Product] = relationship(back_populates="lots")
+    holds: Mapped[list[LotHold]] = relationship(back_populates="lot")
+
+
+class LotHold(Base):
+    """A hold on a whole lot (recall, QC, change): while active, the lot may not be shipped or released."""
+
+    __tablename__ = "lot_holds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(32))  # recall | qc | change | manual
+    reference: Mapped[str] = mapped_column(String(64))  # e.g. "recall-12"
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    placed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    released_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    lot: Mapped[Lot] = relationship(back_populates="holds")
+
+
+class Serial(Base):
+    """One unit of a serialised product; unique per product, belongs to a lot."""
+
+    __tablename__ = "serials"
+    __table_args__ = (UniqueConstraint("product_id", "serial"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"), index=True)
+    serial: Mapped[str] = mapped_column(String(20))
+
+
+class GenealogyEdge(Base):
+    """A component lot went into a produced lot, in a quantity."""
+
+    __tablename__ = "genealogy_edges"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        Index("ix_genealogy_edges_parent", "parent_lot_id", "component_lot_id"),
+    )
+
+    component_lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"), primary_key=True)
+    parent_lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"), primary_key=True)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+
+
+class Location(Base):
+    """A place that holds stock: warehouse, production line, quarantine area."""
+
+    __tablename__ = "locations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[LocationKind] = mapped_column(_enum(LocationKind))
+
+
+class StockEntry(Base):
+    """One movement in the stock ledger. Append-only; balances follow from it.
+
+    ``quantity`` is always positive; the kind says which bucket it leaves and enters
+    (see ``domain.inventory.EFFECTS``). A transfer names ``to_location_id``.
+    """
+
+    __tablename__ = "stock_entries"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        Index("ix_stock_entries_lot", "lot_id", "id"),
+        Index("ix_stock_entries_reference", "reference"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[MovementKind] = mapped_column(_enum(MovementKind))
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"))
+    serial_id: Mapped[int | None] = mapped_column(ForeignKey("serials.id"), nullable=True)
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"))
+    to_location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"), nullable=True)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    reference: Mapped[str | None] = mapped_column(String(64), nullable=True)  # recall-12, SHP-001, import
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class StockBalance(Base):
+    """On-hand quantity per location, lot and bucket, kept by the ledger; never negative."""
+
+    __tablename__ = "stock_balances"
+    __table_args__ = (
+        CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+        Index("ix_stock_balances_lot", "lot_id"),
+    )
+
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"), primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"), primary_key=True)
+    status: Mapped[StockStatus] = mapped_column(_enum(StockStatus), primary_key=True)
+    quantity: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Consignee(Base):
+    """Whoever received product: distributor, hospital, pharmacy, or a sub-account of another consignee."""
+
+    __tablename__ = "consignees"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[ConsigneeKind] = mapped_column(_enum(ConsigneeKind))
+    email: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(20), nullable=True, index=True)  # E.164
+    language: Mapped[Language] = mapped_column(_enum(Language), default=Language.zh_CN)
+    region: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("consignees.id"), nullable=True, index=True)
+    account_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)  # username
+
+    parent: Mapped[Consignee | None] = relationship(remote_side="Consignee.id")
+
+
+class Shipment(Base):
+    """A delivery to one consignee on one date."""
+
+    __tablename__ = "shipments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(64), unique=True)
+    consignee_id: Mapped[int] = mapped_column(ForeignKey("consignees.id"), index=True)
+    shipped_on: Mapped[date] = mapped_column(Date)
+
+    consignee: Mapped[Consignee] = relationship()
+    lines: Mapped[list[ShipmentLine]] = relationship(back_populates="shipment")
+
+
+class ShipmentLine(Base):
+    """A quantity of one lot (or one serial) on a shipment."""
+
+    __tablename__ = "shipment_lines"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        Index("ix_shipment_lines_lot", "lot_id", "shipment_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shipment_id: Mapped[int] = mapped_column(ForeignKey("shipments.id"), index=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"))
+    serial_id: Mapped[int | None] = mapped_column(ForeignKey("serials.id"), nullable=True)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+
+    shipment: Mapped[Shipment] = relationship(back_populates="lines")
+
+
+class User(Base):
+    """A person who signs in; roles decide which routes and which sign-offs are theirs."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,77 @@
+"""One settings object for every process, read from environment variables prefixed ``LOTLINE_``.
+
+The defaults run the embedded stack (``make run``) with no set-up: a SQLite file and the Temporal
+dev server under ``var/``, a local SMTP server and a Twilio-compatible endpoint on loopback.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VAR_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    """Everything a Lotline process reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LOTLINE_", env_file=".env", extra="ignore")
+
+    # Store
+    database_url: str = Field(
+        default=f"sqlite+aiosqlite:///{VAR_DIR / 'lotline.db'}",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///file or postgresql+asyncpg://...",
+    )
+
+    # Temporal
+    temporal_address: str = Field(default="127.0.0.1:7233", description="host:port of the Temporal frontend")
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "lotline"
+    temporal_ui_port: int = 8233
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000", description="base of links sent to consignees"
+    )
+    secret_key: str = Field(
+        default="dev-only-secret-change-me-in-production-0123456789",
+        description="signs access tokens and acknowledgement links",
+    )
+    access_token_minutes: int = 60
+
+    # E-mail
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Lotline Recalls <recalls@lotline.local>"
+
+    # SMS (Twilio, or the local Twilio-compatible endpoint when twilio_base_url is set)
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: str = "dev-twilio-auth-token"
+    twilio_from_number: str = "+15005550006"
+    twilio_base_url: str | None = Field(
+        default="http://127.0.0.1:8000/dev/twilio",
+        description="where the twilio SDK is pointed; unset for Twilio's cloud",
+    )
+
+    # Policy defaults
+    default_jurisdiction: str = "CN"
+    default_language: str = "zh-CN"
+    trace_max_depth: int = Field(default=200, description="genealogy levels a trace follows at most")
+
+    # Embedded stack
+    var_dir: Path = VAR_DIR
+    seed_demo_data: bool = True
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

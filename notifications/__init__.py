@@ -1,0 +1,1 @@
+"""Channels (e-mail, SMS), templates in zh-CN and en, and delivery receipts."""

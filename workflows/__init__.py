@@ -1,0 +1,1 @@
+"""Deterministic process code, one workflow per file. No I/O, no clock, no randomness."""
