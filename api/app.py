@@ -53,4 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     # Each area registers its router here.
+    from api.routes import recalls as _recalls; app.include_router(_recalls.router)  # noqa: E702, I001
+    from api.routes import tasks as _tasks; app.include_router(_tasks.router)  # noqa: E702, I001
+    from api.routes import acknowledgements as _acks; app.include_router(_acks.router)  # noqa: E702, I001
+    from api.routes import auth as _auth; app.include_router(_auth.router)  # noqa: E702, I001
+    from api.routes import trace as _trace; app.include_router(_trace.router)  # noqa: E702, I001
+    if settings.dev_endpoints: from api.routes import dev as _dev; app.include_router(_dev.router)  # noqa: E701, E702, I001
     return app

@@ -12,10 +12,12 @@ import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 
 from api.security import Principal, read_token
 from domain.enums import Role
 from lotline.settings import Settings
+from lotline.temporal import connect
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
@@ -67,3 +69,33 @@ def require_roles(*roles: Role) -> Callable[..., Principal]:
 
     _check.required_roles = wanted  # type: ignore[attr-defined]  # read by the access-matrix test
     return _check
+
+
+async def _temporal(request: Request) -> Client:
+    """The app's Temporal client, connected on first use (the API may start before Temporal)."""
+    state = request.app.state
+    client: Client | None = getattr(state, "temporal", None)
+    if client is None:
+        try:
+            client = await connect(state.settings, wait=5.0)
+        except RuntimeError as exc:
+            raise HTTPException(
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                detail=[{"field": None, "reason": f"the workflow engine is not reachable: {exc}"}],
+            ) from exc
+        state.temporal = client
+    return client
+
+
+TemporalDep = Annotated[Client, Depends(_temporal)]
+
+
+async def reauthenticate(session: AsyncSession, user: Principal, password: str) -> None:
+    """Part 11 signing: the signer enters their password again; refuse the signature otherwise."""
+    from domain.users import authenticate
+
+    if not password or await authenticate(session, username=user.username, password=password) is None:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail=[{"field": "password", "reason": "re-authentication failed: the password is wrong"}],
+        )

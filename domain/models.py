@@ -272,3 +272,28 @@ class User(Base):
     roles: Mapped[list[str]] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DevSmsMessage(Base):
+    """A text the built-in Twilio-compatible endpoint accepted, or a reply typed on the dev phone page.
+
+    Development only: it stands in for Twilio's message log so the loop closes on one machine.
+    """
+
+    __tablename__ = "dev_sms_messages"
+    __table_args__ = (Index("ix_dev_sms_messages_phone", "phone", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sid: Mapped[str] = mapped_column(String(34), unique=True)
+    account_sid: Mapped[str] = mapped_column(String(34))
+    direction: Mapped[str] = mapped_column(String(16))  # outbound-api | inbound | outbound-reply
+    phone: Mapped[str] = mapped_column(String(20))  # the consignee's side of the conversation
+    from_number: Mapped[str] = mapped_column(String(20))
+    to_number: Mapped[str] = mapped_column(String(20))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # queued | sent | delivered | received | failed
+    status_callback: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    # The HTTP status our last status callback (or inbound webhook) POST was answered with.
+    callback_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     mail_from: str = "Lotline Recalls <recalls@lotline.local>"
+    email_rate_per_second: float = Field(default=0.0, ge=0, description="messages per second; 0 = unlimited")
 
     # SMS (Twilio, or the local Twilio-compatible endpoint when twilio_base_url is set)
     twilio_account_sid: str = "AC00000000000000000000000000000000"
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000/dev/twilio",
         description="where the twilio SDK is pointed; unset for Twilio's cloud",
     )
+    sms_concurrency: int = Field(default=8, ge=1, description="SMS requests in flight at once")
+    sms_rate_per_second: float = Field(default=0.0, ge=0, description="messages per second; 0 = unlimited")
+    sms_429_retries: int = Field(default=3, ge=0, description="times a request answered 429 is retried")
 
     # Policy defaults
     default_jurisdiction: str = "CN"
@@ -69,6 +73,15 @@ class Settings(BaseSettings):
     # Embedded stack
     var_dir: Path = VAR_DIR
     seed_demo_data: bool = True
+    dev_endpoints: bool = Field(default=True, description="serve /dev/twilio, /dev/phone, /dev/mailbox")
+
+    # Who the notices say they come from
+    manufacturer_name: str = "Lotline Demo Medical Devices Co., Ltd."
+    manufacturer_address: str = "Shanghai, China"
+    recall_contact_name: str = "Recall coordinator"
+    recall_contact_email: str = "recalls@lotline.local"
+    recall_contact_phone: str = "+862100000000"
+    notice_page_size: int = Field(default=200, ge=1, description="notices sent per batch in a sending round")
 
 
 @lru_cache

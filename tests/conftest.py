@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from domain.db import make_engine, make_session_factory
 from domain.migrate import upgrade
-from domain.models import Base
+from domain.schema import Base
 
 PG_ADMIN_URL = os.environ.get(
     "LOTLINE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"

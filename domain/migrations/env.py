@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from domain.models import Base
+from domain.schema import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - migrations always run through domain.migrate

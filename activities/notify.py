@@ -1,0 +1,356 @@
+"""Sending rounds: plan notices for every consignee that needs one, then send them in bounded batches
+(one SMTP connection per batch, concurrent SMS requests), recording each result in the store.
+
+No notice is sent twice for the same consignee, channel and attempt: the plan is committed first
+(unique key), each batch is marked *sending* and committed before it goes out, and a round resumed
+after a crash never resends a notice it finds in that state (its outcome is unknown; the next
+follow-up attempt covers the consignee if it does not acknowledge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import UTC, date, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from domain.db import transaction
+from domain.enums import Language
+from domain.models import Consignee
+from domain.recalls import service as recalls
+from domain.recalls.acknowledgements import exposures_of
+from domain.recalls.links import ack_path
+from domain.recalls.models import Notice, Recall, RecallConsignee
+from domain.recalls.payloads import Channel, ConsigneeState, NoticeState, SendReport, SendRound
+from lotline.settings import Settings
+from notifications.content import (
+    Contact,
+    EmailSpec,
+    NoticeContent,
+    NoticeLot,
+    NoticeProduct,
+    Party,
+    RequiredAction,
+    SendResult,
+    SmsSpec,
+)
+from notifications.email import EmailChannel
+from notifications.sms import SmsChannel
+from workflows import names
+
+REGULATORS = {
+    "CN": "NMPA (provincial medical products administration)",
+    "US": "FDA",
+    "EU": "competent authority",
+}
+
+
+def channels_for(
+    consignee: Consignee, *, attempt: int, switch: bool, delivered: set[Channel], dead: set[Channel]
+) -> list[Channel]:
+    """Which channels a notice goes on this round.
+
+    Round 1 uses every channel the consignee has (a recall is urgent; the SMS carries the link and
+    the reply code), so a missing or failing channel is covered by the other. A resend uses every
+    channel not known to be dead; a channel switch uses the channels that have shown no delivery,
+    or SMS when all have (a phone is answered sooner than a mailbox).
+    """
+    have = [c for c, addr in ((Channel.email, consignee.email), (Channel.sms, consignee.phone)) if addr]
+    live = [c for c in have if c not in dead] or have
+    if attempt == 1 or not switch:
+        return live
+    undelivered = [c for c in live if c not in delivered]
+    if undelivered:
+        return undelivered
+    return [Channel.sms] if Channel.sms in live else live
+
+
+class NoticeSender:
+    """The sending-round activity, bound to the store and both channels at worker start."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        email: EmailChannel | None = None,
+        sms: SmsChannel | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.email = email or EmailChannel(settings)
+        self.sms = sms or SmsChannel(settings)
+
+    @activity.defn(name=names.SEND_ROUND)
+    async def send_round(self, r: SendRound) -> SendReport:
+        """Plan and send one round of notices for a recall."""
+        report = SendReport(attempt=r.attempt)
+        report.planned = await self._plan(r)
+        # A batch left in "sending" by a worker that died: its outcome is unknown, never resend it.
+        async with transaction(self.sessions) as s:
+            await s.execute(
+                update(Notice)
+                .where(
+                    Notice.recall_id == r.recall_id,
+                    Notice.attempt == r.attempt,
+                    Notice.state == NoticeState.sending,
+                )
+                .values(
+                    state=NoticeState.failed,
+                    error="outcome unknown: the sender stopped mid-batch; not resent in this attempt",
+                )
+            )
+        page = self.settings.notice_page_size
+        while True:
+            batch = await self._claim(r, page)
+            if not batch:
+                break
+            results = await self._send(batch)
+            sent, failed = await self._record(r, batch, results)
+            report.sent += sent
+            report.failed += failed
+            activity.heartbeat(report.sent + report.failed)
+        report.unreachable = await self._finish_round(r)
+        report.skipped_already_sent = report.planned - report.sent - report.failed if report.planned else 0
+        return report
+
+    async def _plan(self, r: SendRound) -> int:
+        """Insert the round's notices (idempotent by recall, consignee, channel and attempt)."""
+        async with transaction(self.sessions) as s:
+            q = (
+                select(RecallConsignee, Consignee)
+                .join(Consignee, Consignee.id == RecallConsignee.consignee_id)
+                .where(RecallConsignee.recall_id == r.recall_id, RecallConsignee.last_attempt < r.attempt)
+                .order_by(RecallConsignee.id)
+            )
+            if r.attempt == 1:
+                q = q.where(RecallConsignee.last_attempt == 0)
+                if r.only_new_since_version is not None:
+                    q = q.where(RecallConsignee.version >= r.only_new_since_version)
+            else:
+                q = q.where(RecallConsignee.state != ConsigneeState.acknowledged)
+            rows = (await s.execute(q)).all()
+            if not rows:
+                return 0
+            history: dict[int, list[Notice]] = defaultdict(list)
+            if r.attempt > 1:
+                for n in await s.scalars(select(Notice).where(Notice.recall_id == r.recall_id)):
+                    history[n.consignee_id].append(n)
+            planned = 0
+            for rc, consignee in rows:
+                past = history.get(consignee.id, [])
+                delivered = {
+                    n.channel for n in past if n.state in (NoticeState.delivered, NoticeState.opened)
+                }
+                dead = {
+                    n.channel
+                    for n in past
+                    if n.state == NoticeState.failed and (n.error or "").startswith("permanent")
+                }
+                for channel in channels_for(
+                    consignee, attempt=r.attempt, switch=r.switch_channel, delivered=delivered, dead=dead
+                ):
+                    address = consignee.email if channel == Channel.email else consignee.phone
+                    s.add(
+                        Notice(
+                            recall_id=r.recall_id,
+                            consignee_id=consignee.id,
+                            channel=channel,
+                            attempt=r.attempt,
+                            address=address or "",
+                            state=NoticeState.planned,
+                        )
+                    )
+                    planned += 1
+                rc.last_attempt = r.attempt
+                if not consignee.email and not consignee.phone:
+                    recalls.advance_state(rc, ConsigneeState.unreachable, datetime.now(UTC))
+            return planned
+
+    async def _claim(self, r: SendRound, limit: int) -> list[tuple[Notice, NoticeContent, Language]]:
+        """Mark the next batch of planned notices as sending (committed) and build their contents."""
+        async with transaction(self.sessions) as s:
+            notices = list(
+                await s.scalars(
+                    select(Notice)
+                    .where(
+                        Notice.recall_id == r.recall_id,
+                        Notice.attempt == r.attempt,
+                        Notice.state == NoticeState.planned,
+                    )
+                    .order_by(Notice.id)
+                    .limit(limit)
+                )
+            )
+            if not notices:
+                return []
+            recall = await recalls.get_recall(s, r.recall_id)
+            out = []
+            cache: dict[int, tuple[NoticeContent, Language]] = {}
+            for n in notices:
+                n.state = NoticeState.sending
+                if n.consignee_id not in cache:
+                    cache[n.consignee_id] = await self._content(s, recall, n.consignee_id)
+                content, language = cache[n.consignee_id]
+                out.append((n, content, language))
+            return out
+
+    async def _content(
+        self, s: AsyncSession, recall: Recall, consignee_id: int
+    ) -> tuple[NoticeContent, Language]:
+        rc = await s.scalar(
+            select(RecallConsignee).where(
+                RecallConsignee.recall_id == recall.id, RecallConsignee.consignee_id == consignee_id
+            )
+        )
+        consignee = await s.get(Consignee, consignee_id)
+        assert rc is not None and consignee is not None
+        products: dict[str, dict] = {}
+        first: date | None = None
+        last: date | None = None
+        for e in await exposures_of(s, rc):
+            p = products.setdefault(
+                e["product_code"],
+                {
+                    "name": e["product_name"],
+                    "model": e["product_code"],
+                    "catalogue_number": e["product_code"],
+                    "udi_di": e["gtin"],
+                    "lots": [],
+                },
+            )
+            p["lots"].append(
+                NoticeLot(
+                    lot_number=e["lot_number"], expires_on=e["expires_on"], quantity_shipped=e["quantity"]
+                )
+            )
+            first = min(filter(None, [first, e["first_shipped_on"]]), default=None)
+            last = max(filter(None, [last, e["last_shipped_on"]]), default=None)
+        st = self.settings
+        reply_by = (recall.notify_deadline or datetime.now(UTC)).date()
+        content = NoticeContent(
+            jurisdiction="EU"
+            if recall.jurisdictions == ["EU"]
+            else ("US" if "CN" not in recall.jurisdictions and "US" in recall.jurisdictions else "CN"),
+            reference=recall.reference,
+            issued_on=(recall.decided_at or datetime.now(UTC)).date(),
+            consignee_name=consignee.name,
+            manufacturer=Party(name=st.manufacturer_name, address=st.manufacturer_address),
+            products=[NoticeProduct(**p) for p in products.values()],
+            shipped_from=first,
+            shipped_to=last,
+            reason=recall.reason,
+            hazard=recall.hazard,
+            nmpa_level=recall.nmpa_level,
+            fda_class=recall.fda_class_proposed,
+            depth=recall.depth,
+            forward_to_sub_accounts=True,
+            required_actions=[RequiredAction(a) for a in recall.required_actions]
+            or [RequiredAction.stop_use],
+            regulators_informed=[REGULATORS[j] for j in recall.jurisdictions],
+            contact=Contact(
+                name=st.recall_contact_name, phone=st.recall_contact_phone, email=st.recall_contact_email
+            ),
+            reply_by=reply_by,
+            acknowledgement_url=st.public_base_url.rstrip("/") + ack_path(rc.id, secret=st.secret_key),
+            sms_reply_code=rc.reply_code,
+        )
+        return content, Language(consignee.language)
+
+    async def _send(self, batch: list[tuple[Notice, NoticeContent, Language]]) -> dict[str, SendResult]:
+        emails = [
+            EmailSpec(notice_key=_key(n), to=n.address, language=lang, content=c)
+            for n, c, lang in batch
+            if n.channel == Channel.email
+        ]
+        texts = [
+            SmsSpec(notice_key=_key(n), to=n.address, language=lang, content=c)
+            for n, c, lang in batch
+            if n.channel == Channel.sms
+        ]
+        email_results, sms_results = await asyncio.gather(
+            self.email.send_many(emails) if emails else _none(),
+            self.sms.send_many(texts) if texts else _none(),
+        )
+        return {res.notice_key: res for res in [*email_results, *sms_results]}
+
+    async def _record(self, r: SendRound, batch, results: dict[str, SendResult]) -> tuple[int, int]:
+        now = datetime.now(UTC)
+        sent = failed = 0
+        async with transaction(self.sessions) as s:
+            rcs = {
+                rc.consignee_id: rc
+                for rc in await s.scalars(
+                    select(RecallConsignee).where(
+                        RecallConsignee.recall_id == r.recall_id,
+                        RecallConsignee.consignee_id.in_({n.consignee_id for n, _c, _l in batch}),
+                    )
+                )
+            }
+            for n, _content, _lang in batch:
+                notice = await s.get(Notice, n.id)
+                assert notice is not None
+                res = results.get(_key(n))
+                if res is not None and res.accepted:
+                    notice.state, notice.provider_id, notice.sent_at = NoticeState.sent, res.provider_id, now
+                    recalls.advance_state(rcs[n.consignee_id], ConsigneeState.sent, now)
+                    sent += 1
+                    kind = "sent"
+                else:
+                    reason = (res.error_reason if res else None) or "no result from the channel"
+                    notice.state = NoticeState.failed
+                    notice.error = ("permanent: " if res and res.permanent else "temporary: ") + reason
+                    failed += 1
+                    kind = "failed"
+                await recalls.add_event(
+                    s,
+                    recall_id=r.recall_id,
+                    consignee_id=n.consignee_id,
+                    kind=kind,
+                    channel=n.channel.value,
+                    notice_id=n.id,
+                    detail={"attempt": r.attempt, "provider_id": notice.provider_id, "error": notice.error},
+                )
+        return sent, failed
+
+    async def _finish_round(self, r: SendRound) -> list[str]:
+        """Consignees no channel reached become unreachable; notification completes when all have a notice."""
+        async with transaction(self.sessions) as s:
+            reached = select(Notice.consignee_id).where(
+                Notice.recall_id == r.recall_id,
+                Notice.state != NoticeState.failed,
+                Notice.state != NoticeState.planned,
+            )
+            lost = (
+                await s.execute(
+                    select(RecallConsignee, Consignee.code)
+                    .join(Consignee, Consignee.id == RecallConsignee.consignee_id)
+                    .where(
+                        RecallConsignee.recall_id == r.recall_id,
+                        RecallConsignee.state == ConsigneeState.planned,
+                        RecallConsignee.consignee_id.not_in(reached),
+                    )
+                )
+            ).all()
+            now = datetime.now(UTC)
+            for rc, _code in lost:
+                recalls.advance_state(rc, ConsigneeState.unreachable, now)
+            recall = await recalls.get_recall(s, r.recall_id)
+            unsent = await s.scalar(
+                select(func.count()).where(
+                    RecallConsignee.recall_id == r.recall_id, RecallConsignee.first_sent_at.is_(None)
+                )
+            )
+            if unsent == 0 and recall.notification_completed_at is None:
+                recall.notification_completed_at = now
+            return [code for _rc, code in lost]
+
+
+def _key(n: Notice) -> str:
+    return f"recall-{n.recall_id}/consignee-{n.consignee_id}/{n.channel.value}/attempt-{n.attempt}"
+
+
+async def _none() -> list[SendResult]:
+    return []

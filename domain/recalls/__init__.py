@@ -1,0 +1,1 @@
+"""Recalls: the record, its frozen scope, notices with their receipt events, and responses."""

@@ -1,0 +1,10 @@
+"""Every table of the store, imported in one place (for Alembic and for tests that list tables)."""
+
+from domain import models as _core
+from domain.recalls import models as _recalls
+from domain.tasks import models as _tasks
+
+Base = _core.Base
+metadata = Base.metadata
+
+__all__ = ["Base", "_recalls", "_tasks", "metadata"]

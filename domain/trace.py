@@ -1,0 +1,655 @@
+"""Genealogy trace: forward from suspect lots to everything made from them, or backward to their components.
+
+One statement per trace, on SQLite and PostgreSQL alike. A recursive CTE walks the genealogy on
+``(lot_id, depth)`` with ``UNION`` (distinct), bounded by ``max_depth``:
+
+* It terminates on any data. ``UNION`` never re-expands a row it has seen, and the depth bound stops
+  a cycle, whose rows would otherwise grow deeper forever.
+* It never enumerates paths. A lot reached along many paths (diamonds, one component lot shared by
+  thousands of finished lots) is expanded once per distinct depth at which it is reached. In a real
+  genealogy that is once or a handful of times, so the cost is close to the edges of the reached
+  subgraph, read from the edge primary key (forward) or ``ix_genealogy_edges_parent`` (backward).
+* ``MIN(depth)`` per lot is the shortest distance from the nearest origin. One shortest path is
+  rebuilt afterwards from a predecessor per lot, any neighbour one level nearer the origin (it
+  always exists), instead of carrying paths through the recursion, where they would multiply.
+
+The same statement feeds the aggregates: on-hand stock per location, shipment lines and consignees
+with summed quantities, each as a tagged branch of one ``UNION ALL``. The recursion runs once: both
+databases materialise a CTE that is used more than once. So a trace is one round trip at any size,
+and never one query per lot.
+
+When the walk reaches ``max_depth`` (only on bad data or a genealogy deeper than any real one), a
+second query fetches the edges among the reached lots to name a cycle if there is one. The result
+says ``truncated`` only when lots beyond the bound were really left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.selectable import CTE
+
+from domain.errors import InvalidInput, NotFound
+from domain.gs1 import parse_element_string
+from domain.models import (
+    Consignee,
+    GenealogyEdge,
+    Location,
+    Lot,
+    Product,
+    Serial,
+    Shipment,
+    ShipmentLine,
+    StockBalance,
+)
+from domain.scope import (
+    BackwardTrace,
+    ConsigneeExposure,
+    ForwardTrace,
+    LotRef,
+    ShippedLine,
+    StockAtLocation,
+    TracedLot,
+    lot_label,
+)
+
+DEFAULT_MAX_DEPTH = 200
+# Deeper than any real bill of materials; a caller asking for more is almost surely mistaken.
+MAX_DEPTH_LIMIT = 10_000
+
+edges = GenealogyEdge.__table__
+lots_t = Lot.__table__
+products_t = Product.__table__
+
+# Every branch of the result UNION ALL has these columns; a branch fills what it needs.
+_TEXT_COLUMNS = 8
+_INT_COLUMNS = 3
+
+
+# --------------------------------------------------------------------------- origin
+
+
+def _clean(value: str | None) -> str | None:
+    value = value.strip() if isinstance(value, str) else value
+    return value or None
+
+
+async def resolve_origin(
+    session: AsyncSession,
+    *,
+    product_code: str | None = None,
+    lot_number: str | None = None,
+    serial: str | None = None,
+    gs1: str | None = None,
+) -> list[int]:
+    """The lot ids a person means: by product and lot, by serial, or by a GS1 element string.
+
+    Raises InvalidInput or NotFound naming the field that is wrong.
+    """
+    product_code, lot_number, serial = _clean(product_code), _clean(lot_number), _clean(serial)
+    gs1 = gs1 if gs1 and gs1.strip() else None
+    if gs1 is not None:
+        if product_code or lot_number or serial:
+            raise InvalidInput(
+                "give either a GS1 element string or product_code/lot_number/serial, not both", field="gs1"
+            )
+        return [await _lot_from_gs1(session, gs1)]
+    product_id: int | None = None
+    if product_code is not None:
+        product_id = await session.scalar(select(Product.id).where(Product.code == product_code))
+        if product_id is None:
+            raise NotFound(f"no product with code {product_code!r}", field="product_code")
+    if serial is not None:
+        return [await _lot_from_serial(session, serial, product_id=product_id, lot_number=lot_number)]
+    if lot_number is None:
+        if product_code is not None:
+            raise InvalidInput(
+                "a product code needs a lot_number (or a serial) to name a lot", field="lot_number"
+            )
+        raise InvalidInput(
+            "name the lot: product_code and lot_number, a serial, or a gs1 element string", field="lot_number"
+        )
+    rows = (
+        await session.execute(
+            select(Lot.id, Product.code)
+            .join(Product, Product.id == Lot.product_id)
+            .where(Lot.lot_number == lot_number, *([Lot.product_id == product_id] if product_id else []))
+            .order_by(Product.code)
+        )
+    ).all()
+    if not rows:
+        where = f" of product {product_code}" if product_code else ""
+        raise NotFound(f"no lot {lot_number!r}{where}", field="lot_number")
+    if len(rows) > 1:
+        codes = ", ".join(code for _, code in rows)
+        raise InvalidInput(
+            f"lot number {lot_number!r} exists for several products ({codes}); give product_code",
+            field="product_code",
+        )
+    return [rows[0][0]]
+
+
+async def _lot_from_serial(
+    session: AsyncSession, serial: str, *, product_id: int | None, lot_number: str | None
+) -> int:
+    q = (
+        select(Serial.lot_id, Lot.lot_number, Product.code)
+        .join(Lot, Lot.id == Serial.lot_id)
+        .join(Product, Product.id == Serial.product_id)
+        .where(Serial.serial == serial)
+        .order_by(Product.code)
+    )
+    if product_id is not None:
+        q = q.where(Serial.product_id == product_id)
+    rows = (await session.execute(q)).all()
+    if not rows:
+        raise NotFound(f"no unit with serial {serial!r}", field="serial")
+    if len(rows) > 1:
+        codes = ", ".join(code for _, _, code in rows)
+        raise InvalidInput(
+            f"serial {serial!r} exists for several products ({codes}); give product_code",
+            field="product_code",
+        )
+    lot_id, number, code = rows[0]
+    if lot_number is not None and lot_number != number:
+        raise InvalidInput(
+            f"serial {serial!r} belongs to lot {lot_label(code, number)}, not lot {lot_number!r}",
+            field="lot_number",
+        )
+    return lot_id
+
+
+async def _lot_from_gs1(session: AsyncSession, text: str) -> int:
+    ident = parse_element_string(text)
+    product = (
+        await session.execute(select(Product.id, Product.code).where(Product.gtin == ident.gtin))
+    ).first()
+    if product is None:
+        raise NotFound(f"no product with GTIN {ident.gtin}", field="gs1")
+    product_id, code = product
+    if ident.serial is not None:
+        row = (
+            await session.execute(
+                select(Serial.lot_id, Lot.lot_number)
+                .join(Lot, Lot.id == Serial.lot_id)
+                .where(Serial.product_id == product_id, Serial.serial == ident.serial)
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"no unit of {code} with serial {ident.serial!r}", field="gs1")
+        if ident.lot is not None and ident.lot != row[1]:
+            raise InvalidInput(
+                f"serial {ident.serial!r} belongs to lot {row[1]!r}, "
+                f"but the GS1 string says lot {ident.lot!r}",
+                field="gs1",
+            )
+        return row[0]
+    if ident.lot is None:
+        raise InvalidInput(
+            "the GS1 element string names a product (AI 01) but no lot (AI 10) or serial (AI 21)", field="gs1"
+        )
+    lot_id = await session.scalar(
+        select(Lot.id).where(Lot.product_id == product_id, Lot.lot_number == ident.lot)
+    )
+    if lot_id is None:
+        raise NotFound(f"no lot {ident.lot!r} of {code} (GTIN {ident.gtin})", field="gs1")
+    return lot_id
+
+
+# --------------------------------------------------------------------------- the statement
+
+
+def _direction(forward: bool) -> tuple[ColumnElement[int], ColumnElement[int]]:
+    """(from, to) columns of an edge in the direction of travel."""
+    if forward:
+        return edges.c.component_lot_id, edges.c.parent_lot_id
+    return edges.c.parent_lot_id, edges.c.component_lot_id
+
+
+def _walk(forward: bool) -> tuple[CTE, CTE]:
+    """The recursive walk over (lot_id, depth) and its reduction to the shortest depth per lot."""
+    src, dst = _direction(forward)
+    anchor = select(lots_t.c.id.label("lot_id"), literal_column("0", Integer).label("depth")).where(
+        lots_t.c.id.in_(bindparam("origin_ids", expanding=True))
+    )
+    walk = anchor.cte("walk", recursive=True)
+    w = walk.alias("w")
+    walk = walk.union(
+        select(dst, w.c.depth + 1)
+        .select_from(w.join(edges, src == w.c.lot_id))
+        .where(w.c.depth < bindparam("max_depth", type_=Integer))
+    )
+    reach = select(walk.c.lot_id, func.min(walk.c.depth).label("depth")).group_by(walk.c.lot_id).cte("reach")
+    return walk, reach
+
+
+def _row(
+    kind: str,
+    lot_id: Any = None,
+    ints: Sequence[Any] = (),
+    texts: Sequence[Any] = (),
+    dates: Sequence[Any] = (),
+) -> list[ColumnElement[Any]]:
+    """One branch's select list in the common layout; missing values are NULLs cast to the column's type
+    (PostgreSQL resolves UNION column types pairwise, and an untyped NULL would become text)."""
+
+    def pad(values: Sequence[Any], n: int, type_: Any) -> list[ColumnElement[Any]]:
+        return [v if v is not None else cast(null(), type_) for v in values] + [
+            cast(null(), type_) for _ in range(n - len(values))
+        ]
+
+    cols: list[ColumnElement[Any]] = [
+        literal_column(f"'{kind}'", String).label("kind"),
+        lot_id if lot_id is not None else cast(null(), BigInteger),
+    ]
+    cols += pad(ints, _INT_COLUMNS, BigInteger)
+    cols += pad(texts, _TEXT_COLUMNS, String)
+    cols += pad(dates, 2, Date)
+    names = ["kind", "lot_id", *(f"n{i}" for i in range(_INT_COLUMNS))]
+    names += [f"t{i}" for i in range(_TEXT_COLUMNS)] + ["d0", "d1"]
+    return [c.label(n) for c, n in zip(cols, names, strict=True)]
+
+
+def _lots_branch(reach: CTE, forward: bool) -> Select[Any]:
+    """Reached lots with their product, depth and a predecessor one level nearer the origin."""
+    src, dst = _direction(forward)
+    r, nearer = reach.alias("r"), reach.alias("nearer")
+    pred = (
+        select(r.c.lot_id, func.min(src).label("via"))
+        .select_from(
+            r.join(edges, dst == r.c.lot_id).join(
+                nearer, and_(nearer.c.lot_id == src, nearer.c.depth == r.c.depth - 1)
+            )
+        )
+        .where(r.c.depth > 0)
+        .group_by(r.c.lot_id)
+        .subquery("pred")
+    )
+    return select(
+        *_row(
+            "lot",
+            reach.c.lot_id,
+            ints=[reach.c.depth, pred.c.via],
+            texts=[products_t.c.code, products_t.c.name, products_t.c.gtin, lots_t.c.lot_number],
+            dates=[lots_t.c.expires_on],
+        )
+    ).select_from(
+        reach.join(lots_t, lots_t.c.id == reach.c.lot_id)
+        .join(products_t, products_t.c.id == lots_t.c.product_id)
+        .outerjoin(pred, pred.c.lot_id == reach.c.lot_id)
+    )
+
+
+def _bound_branch(walk: CTE, reach: CTE, max_depth: ColumnElement[int], forward: bool) -> Select[Any]:
+    """How many walk rows reached the bound, and whether any edge from them leads outside the trace."""
+    src, dst = _direction(forward)
+    at_bound = select(func.count()).select_from(walk).where(walk.c.depth == max_depth).scalar_subquery()
+    cut = exists(
+        select(literal_column("1"))
+        .select_from(walk.join(edges, src == walk.c.lot_id))
+        .where(walk.c.depth == max_depth, ~exists().where(reach.c.lot_id == dst))
+    )
+    return select(*_row("bound", ints=[at_bound, case((cut, 1), else_=0)]))
+
+
+def _statement(*, forward: bool, scope: bool, include_shipments: bool) -> Select[Any]:
+    walk, reach = _walk(forward)
+    max_depth = bindparam("max_depth", type_=Integer)
+    branches: list[Select[Any]] = [
+        _lots_branch(reach, forward),
+        _bound_branch(walk, reach, max_depth, forward),
+    ]
+    if scope:
+        sb, loc = StockBalance.__table__, Location.__table__
+        branches.append(
+            select(*_row("stock", sb.c.lot_id, ints=[sb.c.quantity], texts=[loc.c.code, sb.c.status]))
+            .select_from(
+                reach.join(sb, sb.c.lot_id == reach.c.lot_id).join(loc, loc.c.id == sb.c.location_id)
+            )
+            .where(sb.c.quantity > 0)
+        )
+        sl, sh = ShipmentLine.__table__, Shipment.__table__
+        lines = (
+            select(sl.c.lot_id, sl.c.quantity, sl.c.serial_id, sh.c.ref, sh.c.shipped_on, sh.c.consignee_id)
+            .select_from(reach.join(sl, sl.c.lot_id == reach.c.lot_id).join(sh, sh.c.id == sl.c.shipment_id))
+            .cte("lines")
+        )
+        per_consignee = (
+            select(
+                lines.c.consignee_id,
+                func.sum(lines.c.quantity).label("quantity"),
+                func.count(lines.c.lot_id.distinct()).label("lots"),
+                func.min(lines.c.shipped_on).label("first_on"),
+                func.max(lines.c.shipped_on).label("last_on"),
+            )
+            .group_by(lines.c.consignee_id)
+            .subquery("per_consignee")
+        )
+        c, parent = Consignee.__table__.alias("c"), Consignee.__table__.alias("parent")
+        branches.append(
+            select(
+                *_row(
+                    "consignee",
+                    ints=[per_consignee.c.quantity, per_consignee.c.lots, c.c.id],
+                    texts=[
+                        c.c.code,
+                        c.c.name,
+                        c.c.kind,
+                        c.c.region,
+                        c.c.email,
+                        c.c.phone,
+                        c.c.language,
+                        parent.c.code,
+                    ],
+                    dates=[per_consignee.c.first_on, per_consignee.c.last_on],
+                )
+            ).select_from(
+                per_consignee.join(c, c.c.id == per_consignee.c.consignee_id).outerjoin(
+                    parent, parent.c.id == c.c.parent_id
+                )
+            )
+        )
+        if include_shipments:
+            serials = Serial.__table__
+            branches.append(
+                select(
+                    *_row(
+                        "line",
+                        lines.c.lot_id,
+                        ints=[lines.c.quantity, lines.c.consignee_id],
+                        texts=[lines.c.ref, serials.c.serial],
+                        dates=[lines.c.shipped_on],
+                    )
+                ).select_from(lines.outerjoin(serials, serials.c.id == lines.c.serial_id))
+            )
+    return union_all(*branches)  # type: ignore[return-value]
+
+
+_STATEMENTS: dict[tuple[bool, bool, bool], Any] = {}
+
+
+def _cached_statement(*, forward: bool, scope: bool, include_shipments: bool) -> Any:
+    """The statement for a shape of trace, built once (SQLAlchemy also caches its compiled form)."""
+    key = (forward, scope, include_shipments)
+    if key not in _STATEMENTS:
+        _STATEMENTS[key] = _statement(forward=forward, scope=scope, include_shipments=include_shipments)
+    return _STATEMENTS[key]
+
+
+def _induced_edges_statement(forward: bool) -> Any:
+    """Edges among the lots a trace reached (for naming a cycle), in the direction of travel."""
+    src, dst = _direction(forward)
+    _, reach = _walk(forward)
+    a, b = reach.alias("a"), reach.alias("b")
+    return select(src, dst).select_from(edges.join(a, a.c.lot_id == src).join(b, b.c.lot_id == dst))
+
+
+# --------------------------------------------------------------------------- running it
+
+
+def _check_args(lot_ids: Iterable[int], max_depth: int) -> list[int]:
+    ids = list(dict.fromkeys(lot_ids))
+    if not ids:
+        raise InvalidInput("name at least one lot to trace", field="lot_id")
+    if any(not isinstance(i, int) or isinstance(i, bool) for i in ids):
+        raise InvalidInput("lot ids must be whole numbers", field="lot_id")
+    if not isinstance(max_depth, int) or isinstance(max_depth, bool) or not 0 <= max_depth <= MAX_DEPTH_LIMIT:
+        raise InvalidInput(f"max_depth must be a whole number from 0 to {MAX_DEPTH_LIMIT}", field="max_depth")
+    return ids
+
+
+class _Walked:
+    """The rows of one trace statement, sorted out by branch."""
+
+    def __init__(self, rows: Iterable[Any]) -> None:
+        self.lots: list[Any] = []
+        self.stock: list[Any] = []
+        self.lines: list[Any] = []
+        self.consignees: list[Any] = []
+        self.at_bound = 0
+        self.cut = False
+        for row in rows:
+            kind = row[0]
+            if kind == "lot":
+                self.lots.append(row)
+            elif kind == "line":
+                self.lines.append(row)
+            elif kind == "stock":
+                self.stock.append(row)
+            elif kind == "consignee":
+                self.consignees.append(row)
+            else:
+                self.at_bound, self.cut = int(row[2] or 0), bool(row[3])
+
+
+def _traced_lots(rows: list[Any]) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """Lots as dicts ordered by depth, product and lot, each with one shortest path from the origin."""
+    rows.sort(key=lambda r: (r[2], r[5], r[8]))
+    labels = {r[1]: lot_label(r[5], r[8]) for r in rows}
+    paths: dict[int, list[str]] = {}
+    out = []
+    for r in rows:
+        lot_id, via = r[1], r[3]
+        # Rows come shallowest first, so a predecessor's path is always built already.
+        path = [*paths[via], labels[lot_id]] if via is not None else [labels[lot_id]]
+        paths[lot_id] = path
+        out.append(
+            {
+                "lot_id": lot_id,
+                "product_code": r[5],
+                "product_name": r[6],
+                "gtin": r[7],
+                "lot_number": r[8],
+                "expires_on": r[13],
+                "depth": r[2],
+                "path": path,
+            }
+        )
+    return out, labels
+
+
+def _find_cycle(pairs: Iterable[tuple[int, int]], starts: Iterable[int]) -> list[int]:
+    """One cycle reachable from ``starts`` (first node repeated last), or [] (iterative DFS)."""
+    graph: dict[int, list[int]] = {}
+    for a, b in pairs:
+        graph.setdefault(a, []).append(b)
+    for targets in graph.values():
+        targets.sort()  # the same cycle reported on every database
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    for start in sorted(starts):
+        if start in state:
+            continue
+        stack: list[tuple[int, int]] = [(start, 0)]
+        on_path: list[int] = [start]
+        state[start] = 1
+        while stack:
+            node, i = stack[-1]
+            targets = graph.get(node, [])
+            if i == len(targets):
+                stack.pop()
+                on_path.pop()
+                state[node] = 2
+                continue
+            stack[-1] = (node, i + 1)
+            nxt = targets[i]
+            if state.get(nxt) == 1:
+                return [*on_path[on_path.index(nxt) :], nxt]
+            if nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, 0))
+                on_path.append(nxt)
+    return []
+
+
+async def _run(
+    session: AsyncSession,
+    lot_ids: list[int],
+    *,
+    max_depth: int,
+    forward: bool,
+    scope: bool,
+    include_shipments: bool,
+) -> tuple[_Walked, list[dict[str, Any]], dict[str, Any]]:
+    params = {"origin_ids": lot_ids, "max_depth": max_depth}
+    stmt = _cached_statement(forward=forward, scope=scope, include_shipments=include_shipments)
+    walked = _Walked(await session.execute(stmt, params))
+    lots, labels = _traced_lots(walked.lots)
+    missing = sorted(set(lot_ids).difference(d["lot_id"] for d in lots if d["depth"] == 0))
+    if missing:
+        raise NotFound(f"no lot with id {', '.join(map(str, missing))}", field="lot_id")
+    health: dict[str, Any] = {"max_depth": max_depth, "truncated": walked.cut, "cycle": [], "warnings": []}
+    if walked.at_bound:
+        # The walk went as deep as allowed: a cycle, or a genealogy deeper than the bound. Name the cycle.
+        pairs = [(a, b) for a, b in await session.execute(_induced_edges_statement(forward), params)]
+        cycle = _find_cycle(pairs, lot_ids)
+        if not forward:
+            cycle.reverse()  # always name it as the genealogy runs: component, then what it went into
+        if cycle:
+            health["cycle"] = [labels[i] for i in cycle]
+            health["warnings"].append(
+                "the genealogy has a cycle (" + " → ".join(health["cycle"]) + "): a lot is recorded as made "
+                "from itself; each lot is reported once at its shortest depth, but these edges need fixing"
+            )
+    if walked.cut:
+        health["warnings"].append(
+            f"the trace stopped at depth {max_depth}: lots further "
+            f"{'downstream' if forward else 'upstream'} were not followed"
+        )
+    return walked, lots, health
+
+
+def _origin(lots: list[dict[str, Any]]) -> list[LotRef]:
+    return [
+        LotRef(lot_id=d["lot_id"], product_code=d["product_code"], lot_number=d["lot_number"], gtin=d["gtin"])
+        for d in lots
+        if d["depth"] == 0
+    ]
+
+
+async def forward_trace(
+    session: AsyncSession,
+    lot_ids: Iterable[int],
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    include_shipments: bool = True,
+) -> ForwardTrace:
+    """Everything made from the lots, at any depth: lots, on-hand stock, shipments and consignees.
+
+    ``include_shipments=False`` leaves out the individual shipment lines (consignees and their
+    quantities are still there), which is what a large scope needs.
+    """
+    ids = _check_args(lot_ids, max_depth)
+    walked, lots, health = await _run(
+        session, ids, max_depth=max_depth, forward=True, scope=True, include_shipments=include_shipments
+    )
+    names = {d["lot_id"]: (d["product_code"], d["lot_number"]) for d in lots}
+    stock = [
+        {
+            "location_code": r[5],
+            "product_code": names[r[1]][0],
+            "lot_number": names[r[1]][1],
+            "status": r[6],
+            "quantity": r[2],
+            "lot_id": r[1],
+        }
+        for r in walked.stock
+    ]
+    stock.sort(key=lambda s: (s["location_code"], s["product_code"], s["lot_number"], s["status"]))
+    consignees = []
+    codes: dict[int, str] = {}
+    for r in walked.consignees:
+        codes[r[4]] = r[5]
+        consignees.append(
+            {
+                "code": r[5],
+                "name": r[6],
+                "kind": r[7],
+                "region": r[8],
+                "email": r[9],
+                "phone": r[10],
+                "language": r[11],
+                "parent_code": r[12],
+                "quantity": r[2],
+                "lots": r[3],
+                "first_shipped_on": r[13],
+                "last_shipped_on": r[14],
+            }
+        )
+    consignees.sort(key=lambda c: c["code"])
+    shipments = [
+        {
+            "shipment_ref": r[5],
+            "shipped_on": r[13],
+            "consignee_code": codes[r[3]],
+            "product_code": names[r[1]][0],
+            "lot_number": names[r[1]][1],
+            "serial": r[6],
+            "quantity": r[2],
+            "lot_id": r[1],
+        }
+        for r in walked.lines
+    ]
+    shipments.sort(
+        key=lambda s: (
+            s["shipped_on"],
+            s["shipment_ref"],
+            s["product_code"],
+            s["lot_number"],
+            s["serial"] or "",
+        )
+    )
+    # One validation pass over plain dicts (pydantic-core) is much faster than building models one by one.
+    return ForwardTrace.model_validate(
+        {
+            **health,
+            "origin": _origin(lots),
+            "lots": lots,
+            "stock": stock,
+            "shipments_included": include_shipments,
+            "shipments": shipments,
+            "consignees": consignees,
+        }
+    )
+
+
+async def backward_trace(
+    session: AsyncSession, lot_ids: Iterable[int], *, max_depth: int = DEFAULT_MAX_DEPTH
+) -> BackwardTrace:
+    """Every component and supplier lot the lots were made from, at any depth."""
+    ids = _check_args(lot_ids, max_depth)
+    _, lots, health = await _run(
+        session, ids, max_depth=max_depth, forward=False, scope=False, include_shipments=False
+    )
+    return BackwardTrace.model_validate({**health, "origin": _origin(lots), "lots": lots})
+
+
+__all__ = [
+    "BackwardTrace",
+    "ConsigneeExposure",
+    "ForwardTrace",
+    "ShippedLine",
+    "StockAtLocation",
+    "TracedLot",
+    "backward_trace",
+    "forward_trace",
+    "resolve_origin",
+]

@@ -1,0 +1,1 @@
+"""The `lotline` subcommands, one module per area; each exposes `register(app)`."""

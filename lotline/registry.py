@@ -1,0 +1,47 @@
+"""What the worker runs: every workflow class and activity the project registers, in one place.
+
+The lead adds each workflow and its activities here as they land; `lotline worker` and the tests
+that run a real worker read the lists from here so that they never drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lotline.settings import Settings
+
+
+def workflows() -> list[type]:
+    """Workflow classes the worker registers."""
+    from workflows.recall import RecallWorkflow
+
+    return [RecallWorkflow]
+
+
+def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> list[Callable]:
+    """Activity callables (bound methods of activity classes built here with their clients)."""
+    from activities.notify import NoticeSender
+    from activities.store import RecallStore
+    from activities.tasks import TaskActivities
+
+    store = RecallStore(sessions)
+    tasks = TaskActivities(sessions)
+    sender = NoticeSender(sessions, settings)
+    return [
+        store.freeze_scope,
+        store.approval_plan,
+        store.decide,
+        store.contain,
+        store.set_status,
+        store.progress,
+        store.follow_up,
+        store.sign_record,
+        store.render_report,
+        tasks.open_task,
+        tasks.sign_task,
+        tasks.nudge_task,
+        tasks.close_tasks,
+        sender.send_round,
+    ]

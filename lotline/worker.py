@@ -1,0 +1,86 @@
+"""The worker process: runs every registered workflow and activity on the configured task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from domain.db import make_engine, make_session_factory
+from lotline import registry
+from lotline.settings import Settings
+from lotline.temporal import connect
+
+log = logging.getLogger("lotline.worker")
+
+# Plain (non-async) activities run on this many threads; async ones run on the event loop.
+ACTIVITY_THREADS = 16
+
+
+def build_worker(
+    client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> Worker | None:
+    """A worker for everything in the registry, or None while nothing is registered."""
+    workflows = registry.workflows()
+    activities = registry.activities(settings, sessions)
+    if not workflows and not activities:
+        return None
+    needs_threads = any(not inspect.iscoroutinefunction(a) for a in activities)
+    return Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=workflows,
+        activities=activities,
+        activity_executor=ThreadPoolExecutor(ACTIVITY_THREADS) if needs_threads else None,
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event, *, connect_wait: float = 60.0) -> None:
+    """Connect to Temporal and the store, then poll the task queue until ``stop`` is set."""
+    connecting = asyncio.ensure_future(connect(settings, wait=connect_wait))
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not connecting.done():
+        # Stopped while Temporal was still starting: nothing to shut down yet.
+        connecting.cancel()
+        return
+    client = connecting.result()
+    engine = make_engine(settings.database_url)
+    try:
+        worker = build_worker(client, settings, make_session_factory(engine))
+        if worker is None:
+            # temporalio refuses a worker with nothing to run; stay up so the stack's shape is stable.
+            log.warning("no workflows registered yet; idling until stopped")
+            await stop.wait()
+            return
+        log.info(
+            "polling task queue %r in namespace %r at %s",
+            settings.temporal_task_queue,
+            settings.temporal_namespace,
+            settings.temporal_address,
+        )
+        async with worker:
+            await stop.wait()
+    finally:
+        await engine.dispose()
+
+
+def main(settings: Settings) -> None:
+    """Run the worker in the foreground; SIGINT or SIGTERM shuts it down gracefully."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    async def _run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(_run())

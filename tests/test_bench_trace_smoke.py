@@ -1,0 +1,92 @@
+"""The trace benchmark cannot rot: at a tiny size its generator keeps its promised shape and skew, the
+data loads into a migrated store, and the optimized trace, the naive ORM walk and the generator's own
+reachability agree on the heaviest lot."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from bench import trace as bench
+from domain.trace import backward_trace, forward_trace
+
+SIZE = 0.002  # 2,000 lots: seconds, not minutes
+
+
+async def test_the_generator_keeps_its_shape_skew_and_determinism():
+    data = bench.generate(SIZE, seed=7)
+    counts = data.counts()
+    assert counts["lots"] == 2000
+    assert 2.8 <= counts["genealogy_edges"] / counts["lots"] <= 3.2  # ~3 edges per lot, as at full size
+    assert counts["shipment_lines"] == 4000 and counts["consignees"] == 50
+    assert counts["locations"] == 36 and counts["stock_balances"] > 0
+    levels = {bench.LEVEL_NAMES[data.lot_level[i]] for i in range(1, data.n_lots + 1)}
+    assert levels == set(bench.LEVEL_NAMES)
+
+    picks = data.picks
+    heavy, typical = picks["forward_heaviest"], picks["forward_typical"]
+    assert heavy["level"] == typical["level"] == "raw component"
+    # One shared component reaches far more than a typical component lot (~1000x at full size, a few
+    # times at this size); most lots reach a handful.
+    assert heavy["lots"] >= 3 * typical["lots"]
+    assert heavy["consignees"] > typical["consignees"]
+    assert data.stats["forward_reach_all_lots_sample"]["share_reaching_at_most_10"] >= 0.6
+    assert picks["backward_heaviest"]["lots"] >= picks["backward_typical"]["lots"] > 1
+
+    again = bench.generate(SIZE, seed=7)
+    assert again.picks == picks and again.edge_parent == data.edge_parent and again.line_lot == data.line_lot
+    assert bench.generate(SIZE, seed=8).edge_parent != data.edge_parent
+
+
+async def test_optimized_and_naive_trace_find_the_same_scope_for_the_heaviest_lot(sqlite_store):
+    data = bench.generate(SIZE, seed=7)
+    path = Path(sqlite_store.url.split("///", 1)[1])
+    await asyncio.to_thread(bench.load_sqlite, path, data, lambda _: None)
+    heavy = data.picks["forward_heaviest"]
+    expected_lots = Reach(data).forward(heavy["id"])
+
+    async with sqlite_store.sessions() as s:
+        fast = await forward_trace(s, [heavy["id"]], include_shipments=True)
+    async with sqlite_store.sessions() as s:
+        naive = await bench.naive_forward(s, heavy["id"])
+
+    assert {lot.lot_id for lot in fast.lots} == naive.lot_ids == expected_lots
+    assert {c.code: c.quantity for c in fast.consignees} == naive.consignees
+    assert len(fast.consignees) == heavy["consignees"]
+    assert len(fast.stock) == naive.stock_rows == heavy["stock_rows"]
+    assert len(fast.shipments) == naive.shipment_lines == heavy["shipment_lines"]
+    assert naive.queries >= 4 * len(expected_lots)  # it really is one query per lot and question
+
+    backward = data.picks["backward_heaviest"]
+    async with sqlite_store.sessions() as s:
+        back = await backward_trace(s, [backward["id"]])
+    assert {lot.lot_id for lot in back.lots} == Reach(data).backward(backward["id"])
+
+
+async def test_the_timing_and_report_code_runs(sqlite_store, tmp_path):
+    data = bench.generate(SIZE, seed=7)
+    await asyncio.to_thread(bench.load_sqlite, Path(sqlite_store.url.split("///", 1)[1]), data, lambda _: None)
+    db = bench.BenchDb("sqlite", SIZE, sqlite_store.url, {"picks": data.picks}, reused=False)
+
+    cases = await bench.bench_db(db, runs=2, heavy_runs=1, limits=bench.Limits(trace_s=60, case_s=60))
+
+    assert [c["case"] for c in cases] == list(data.picks)
+    assert all(c["correct"] and c["runs"] >= 1 and c["p95_ms"] >= c["p50_ms"] > 0 for c in cases)
+    out = io.StringIO()
+    report = {
+        "database": "sqlite",
+        "size": SIZE,
+        "seed": 7,
+        "environment": {"server": "SQLite"},
+        "dataset": {"counts": data.counts(), "load_s": 0.1, "reused": False},
+        "cases": cases,
+        "path": str(tmp_path / "trace.json"),
+    }
+    bench.print_report(Console(file=out, width=200), report)
+    assert "forward heaviest" in out.getvalue() and "target binds PostgreSQL" in out.getvalue()
+
+
+Reach = bench.Reach

@@ -1,0 +1,235 @@
+"""RecallWorkflow on the time-skipping test server, with the real store, SMTP server and SMS endpoint:
+approval with its ladder and separation of duties, containment, notices on both channels, follow-up
+steps at times derived from the deadline, report cadence, completion and closure."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from temporalio.client import WorkflowUpdateFailedError
+
+from api.security import Principal, issue_token
+from domain.enums import Role, StockStatus
+from domain.inventory import active_holds, balance
+from domain.models import DevSmsMessage
+from domain.recalls.models import Notice, Recall, RecallConsignee, RecallReport
+from domain.recalls.payloads import RecallStatus
+from domain.tasks.models import Signature, Task
+from domain.tasks.payloads import SignatureMeaning, SignOff, SignOffResult
+from notifications.devmail import list_messages
+from tests.workflows.conftest import PASSWORD, build_world
+
+pytestmark = pytest.mark.temporal
+
+
+def token(stack, username: str, *roles: Role) -> dict[str, str]:
+    t = issue_token(
+        Principal(username=username, full_name=username.upper(), roles=list(roles)),
+        secret=stack.settings.secret_key,
+        minutes=30,
+    )
+    return {"Authorization": f"Bearer {t}"}
+
+
+async def post_recall(
+    stack, *, level: int = 3, lot: str = "R-001", product: str = "RESIN", by: tuple = ("qa1", Role.qa)
+) -> dict:
+    async with httpx.AsyncClient(base_url=stack.base_url) as http:
+        r = await http.post(
+            "/api/recalls",
+            json={
+                "suspects": [{"product_code": product, "lot_number": lot}],
+                "reason": "Seal may leak",
+                "hazard": "Leak can delay infusion therapy",
+                "nmpa_level": level,
+            },
+            headers=token(stack, *by),
+        )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def wait_for(predicate, stack, timeout: float = 20.0):
+    """Poll the store until ``predicate(session)`` is truthy (real time; the workflow runs meanwhile)."""
+    import asyncio
+
+    for _ in range(int(timeout / 0.1)):
+        async with stack.sessions() as s:
+            value = await predicate(s)
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+async def approval_task(stack, recall_id: int) -> Task:
+    async def find(s):
+        return await s.scalar(select(Task).where(Task.record_id == recall_id, Task.kind == "approve_recall"))
+
+    return await wait_for(find, stack)
+
+
+def signoff(
+    task_id: int, username: str, *roles: str, meaning=SignatureMeaning.approved, reason=""
+) -> SignOff:
+    return SignOff(
+        task_id=task_id,
+        username=username,
+        printed_name=username.upper(),
+        roles=list(roles),
+        meaning=meaning,
+        reason=reason,
+    )
+
+
+async def test_approval_refuses_the_initiator_and_wrong_roles_then_contains_and_notifies(recall_stack):
+    stack = recall_stack
+    world = await build_world(stack.sessions)
+    created = await post_recall(stack, level=1, by=("qamgr", Role.qa, Role.qa_manager))
+    handle = stack.client.get_workflow_handle(created["workflow_id"])
+    task = await approval_task(stack, created["id"])
+    assert task.candidate_roles == ["qa_manager"] and task.excluded_users == ["qamgr"]
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            "sign_off", signoff(task.id, "qamgr", "qa_manager"), result_type=SignOffResult
+        )
+    assert "separation of duties" in str(refused.value.cause)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            "sign_off", signoff(task.id, "reg1", "regulatory"), result_type=SignOffResult
+        )
+    assert "needs the role qa_manager" in str(refused.value.cause)
+
+    # Through the API: a wrong password is refused before anything reaches the workflow.
+    async with httpx.AsyncClient(base_url=stack.base_url) as http:
+        bad = await http.post(
+            f"/api/tasks/{task.id}/sign",
+            json={"password": "nope", "decision": "approved"},
+            headers=token(stack, "mgr1", Role.qa_manager),
+        )
+        assert bad.status_code == 401 and bad.json()["detail"][0]["field"] == "password"
+        self_approval = await http.post(
+            f"/api/tasks/{task.id}/sign",
+            json={"password": PASSWORD, "decision": "approved"},
+            headers=token(stack, "qamgr", Role.qa, Role.qa_manager),
+        )
+        assert self_approval.status_code == 409, self_approval.text
+        assert "separation of duties" in self_approval.json()["detail"][0]["reason"]
+        ok = await http.post(
+            f"/api/tasks/{task.id}/sign",
+            json={"password": PASSWORD, "decision": "approved"},
+            headers=token(stack, "mgr1", Role.qa_manager),
+        )
+        assert ok.status_code == 200, ok.text
+        again = await http.post(
+            f"/api/tasks/{task.id}/sign",
+            json={"password": PASSWORD, "decision": "approved"},
+            headers=token(stack, "mgr1", Role.qa_manager),
+        )
+        assert again.status_code == 409 and "already decided" in again.json()["detail"][0]["reason"]
+
+    async def notified(s):
+        n = await s.scalar(
+            select(func.count()).select_from(Notice).where(Notice.state.in_(["sent", "delivered"]))
+        )
+        return n == 6 and n
+
+    assert await wait_for(notified, stack) == 6  # three consignees × (e-mail + SMS)
+    async with stack.sessions() as s:
+        sig = await s.scalar(select(Signature).where(Signature.task_id == task.id))
+        assert (
+            sig.signer == "mgr1" and sig.meaning == SignatureMeaning.approved and len(sig.record_hash) == 64
+        )
+        recall = await s.get(Recall, created["id"])
+        assert recall.decided_at is not None and recall.notify_deadline is not None
+        assert recall.notify_deadline - recall.decided_at <= timedelta(days=1)  # level 1: one day
+        for lot_id in world.finished:
+            assert await balance(s, lot_id=lot_id, status=StockStatus.unrestricted) == 0
+            assert [h.reference for h in await active_holds(s, lot_id)] == [f"recall-{created['id']}"]
+        assert await balance(s, lot_id=world.finished[0], status=StockStatus.blocked) == 50
+        texts = list(await s.scalars(select(DevSmsMessage)))
+        assert len(texts) == 3
+    mails = list_messages(stack.maildir)
+    assert len(mails) == 3
+    assert any("紧急" in (m.subject or "") for m in mails) and any(
+        "URGENT" in (m.subject or "") for m in mails
+    )
+
+
+async def test_unsigned_approval_reminds_then_escalates(recall_stack, time_env):
+    stack = recall_stack
+    await build_world(stack.sessions)
+    created = await post_recall(stack, level=3)
+    task = await approval_task(stack, created["id"])
+    await time_env.sleep(timedelta(days=3))
+
+    async def nudged(s):
+        t = await s.get(Task, task.id)
+        await s.refresh(t)
+        return t.reminders_sent >= 2 and t
+
+    t = await wait_for(nudged, stack)
+    assert "qa_manager" in t.escalated_to or t.reminders_sent >= 2
+
+
+async def test_follow_up_resends_switches_and_marks_overdue_then_reports(recall_stack, time_env):
+    stack = recall_stack
+    await build_world(stack.sessions)
+    created = await post_recall(stack, level=2)
+    handle = stack.client.get_workflow_handle(created["workflow_id"])
+    task = await approval_task(stack, created["id"])
+    await handle.execute_update("sign_off", signoff(task.id, "mgr1", "qa_manager"), result_type=SignOffResult)
+
+    async def first_round(s):
+        return await s.scalar(select(func.count()).select_from(Notice).where(Notice.attempt == 1)) == 6
+
+    await wait_for(first_round, stack)
+    await time_env.sleep(timedelta(days=4))  # past the 3-day notify deadline of level 2
+
+    async def overdue(s):
+        n = await s.scalar(
+            select(func.count()).select_from(RecallConsignee).where(RecallConsignee.overdue.is_(True))
+        )
+        return n == 3
+
+    await wait_for(overdue, stack)
+    async with stack.sessions() as s:
+        attempts = set(await s.scalars(select(Notice.attempt)))
+        assert max(attempts) >= 2, attempts  # resent before the deadline
+        calls = await s.scalar(select(func.count()).select_from(Task).where(Task.kind == "call_consignee"))
+        assert calls == 3
+        progress_reports = await s.scalar(
+            select(func.count()).select_from(RecallReport).where(RecallReport.kind == "progress")
+        )
+        assert progress_reports >= 1  # level 2: every 3 days
+        assert await s.scalar(
+            select(func.count()).select_from(RecallReport).where(RecallReport.kind == "cn_event")
+        )
+    status = await handle.query("status")
+    assert status["status"] == RecallStatus.in_progress.value
+
+
+async def test_level_1_and_level_3_deadlines_differ(recall_stack):
+    stack = recall_stack
+    await build_world(stack.sessions)
+    deltas = {}
+    for level in (1, 3):
+        created = await post_recall(stack, level=level)
+        handle = stack.client.get_workflow_handle(created["workflow_id"])
+        task = await approval_task(stack, created["id"])
+        await handle.execute_update(
+            "sign_off", signoff(task.id, "mgr1", "qa_manager"), result_type=SignOffResult
+        )
+
+        async def decided(s, rid=created["id"]):
+            r = await s.get(Recall, rid)
+            await s.refresh(r)
+            return r.notify_deadline and r
+
+        r = await wait_for(decided, stack)
+        deltas[level] = r.notify_deadline - r.decided_at
+    assert deltas[1] <= timedelta(days=1) < deltas[3] <= timedelta(days=7)

@@ -1,0 +1,106 @@
+"""Human sign-off, built once for every process: a task, a reminder/escalation ladder, and a signed
+decision delivered as a workflow Update whose validator checks role, task state and separation of duties.
+
+A workflow holds one :class:`SignOffGates`; each task it opens becomes a gate. The workflow's
+``sign_off`` Update calls :meth:`SignOffGates.validate` (validator) and :meth:`SignOffGates.record`
+(handler); the business step awaits :meth:`SignOffGates.wait`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from domain.tasks.payloads import (
+        Nudge,
+        Rung,
+        SignOff,
+        SignOffResult,
+        TaskRef,
+        TaskSpec,
+        TaskStatus,
+    )
+
+from workflows import names
+from workflows.common import STORE
+
+
+class SignOffGates:
+    """The open tasks of one workflow and the decisions signed on them."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[int, TaskRef] = {}
+        self.decisions: dict[int, SignOffResult] = {}
+        self._signing: set[int] = set()
+
+    async def open(self, spec: TaskSpec) -> TaskRef:
+        """Open a task (idempotent by its business key) and track it."""
+        ref = await workflow.execute_activity(names.OPEN_TASK, spec, result_type=TaskRef, **STORE)
+        self.tasks[ref.task_id] = ref
+        return ref
+
+    def validate(self, s: SignOff) -> None:
+        """Refuse, before anything enters history, a sign-off this person may not give now."""
+        task = self.tasks.get(s.task_id)
+        if task is None:
+            raise ValueError(f"task {s.task_id} does not belong to this record")
+        if task.status != TaskStatus.open or s.task_id in self.decisions or s.task_id in self._signing:
+            raise ValueError(f"task {s.task_id} is already decided")
+        if not set(s.roles).intersection(task.candidate_roles):
+            raise ValueError(
+                f"signing this task needs the role {' or '.join(task.candidate_roles)}; {s.username} has "
+                f"{', '.join(s.roles) or 'no role'}"
+            )
+        if s.username in task.excluded_users:
+            raise ValueError(
+                f"{s.username} initiated this record and may not approve it (separation of duties)"
+            )
+        if s.meaning.value not in ("approved", "rejected", "reviewed", "released", "closed", "overridden"):
+            raise ValueError(f"'{s.meaning.value}' is not a decision on this task")
+        if s.meaning.value == "rejected" and not s.reason.strip():
+            raise ValueError("a rejection needs a reason")
+
+    async def record(self, s: SignOff, *, record_type: str, record_id: int) -> SignOffResult:
+        """Store the signature (activity) and release whoever waits on the task."""
+        self._signing.add(s.task_id)
+        try:
+            result = await workflow.execute_activity(
+                names.SIGN_TASK,
+                args=[s, record_type, record_id],
+                result_type=SignOffResult,
+                **STORE,
+            )
+        finally:
+            self._signing.discard(s.task_id)
+        self.decisions[s.task_id] = result
+        task = self.tasks[s.task_id]
+        task.status = TaskStatus.rejected if s.meaning.value == "rejected" else TaskStatus.completed
+        return result
+
+    async def wait(self, task: TaskRef, ladder: list[Rung], *, stop=lambda: False) -> SignOffResult | None:
+        """Wait for the decision, walking the ladder: each rung reminds or escalates when it times out.
+
+        The last rung repeats until someone signs; returns None if ``stop()`` becomes true first.
+        """
+        step = 0
+        while True:
+            rung = (
+                ladder[min(step, len(ladder) - 1)]
+                if ladder
+                else Rung(wait=timedelta(days=1), action="remind")
+            )
+            try:
+                await workflow.wait_condition(
+                    lambda: task.task_id in self.decisions or stop(), timeout=rung.wait
+                )
+            except TimeoutError:
+                await workflow.execute_activity(
+                    names.NUDGE_TASK,
+                    Nudge(task_id=task.task_id, action=rung.action, to_roles=rung.to_roles, step=step),
+                    **STORE,
+                )
+                step += 1
+                continue
+            return self.decisions.get(task.task_id)
