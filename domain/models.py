@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -48,6 +49,25 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class UtcDateTime(TypeDecorator):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime: give timestamps with a time zone")
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
 
 
 def utcnow() -> datetime:
@@ -84,7 +104,7 @@ class Product(Base):
     risk_class: Mapped[RiskClass] = mapped_column(_enum(RiskClass))
     implantable: Mapped[bool] = mapped_column(Boolean, default=False)
     shelf_life_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     lots: Mapped[list[Lot]] = relationship(back_populates="product")
 
@@ -105,7 +125,7 @@ class Lot(Base):
     expires_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     quantity: Mapped[int] = mapped_column(BigInteger, default=0)
     qc_status: Mapped[QcStatus] = mapped_column(_enum(QcStatus), default=QcStatus.quarantined)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     product: Mapped[Product] = relationship(back_populates="lots")
     holds: Mapped[list[LotHold]] = relationship(back_populates="lot")
@@ -121,9 +141,9 @@ class LotHold(Base):
     reason: Mapped[str] = mapped_column(String(32))  # recall | qc | change | manual
     reference: Mapped[str] = mapped_column(String(64))  # e.g. "recall-12"
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
-    placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    placed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     placed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     released_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     lot: Mapped[Lot] = relationship(back_populates="holds")
@@ -189,7 +209,7 @@ class StockEntry(Base):
     quantity: Mapped[int] = mapped_column(BigInteger)
     reference: Mapped[str | None] = mapped_column(String(64), nullable=True)  # recall-12, SHP-001, import
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
@@ -271,7 +291,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     roles: Mapped[list[str]] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class DevSmsMessage(Base):
@@ -295,5 +315,5 @@ class DevSmsMessage(Base):
     status_callback: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     # The HTTP status our last status callback (or inbound webhook) POST was answered with.
     callback_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -149,11 +149,14 @@ class SendResult(BaseModel):
     permanent: bool = Field(default=False, description="retrying this address on this channel cannot help")
 
 
-class NoticeChannel(Protocol):
-    """One way of sending notices: ``EmailChannel`` and ``SmsChannel`` implement it."""
+SpecT = TypeVar("SpecT", contravariant=True)
+
+
+class NoticeChannel(Protocol[SpecT]):
+    """One way of sending notices: ``EmailChannel`` (``EmailSpec``) and ``SmsChannel`` (``SmsSpec``)."""
 
     channel: Channel
 
-    async def send_many(self, specs: Sequence[EmailSpec] | Sequence[SmsSpec]) -> list[SendResult]:
+    async def send_many(self, specs: Sequence[SpecT]) -> list[SendResult]:
         """Send a batch; one result per spec, in the same order, never raising for one bad address."""
         ...

@@ -68,7 +68,9 @@ async def test_optimized_and_naive_trace_find_the_same_scope_for_the_heaviest_lo
 
 async def test_the_timing_and_report_code_runs(sqlite_store, tmp_path):
     data = bench.generate(SIZE, seed=7)
-    await asyncio.to_thread(bench.load_sqlite, Path(sqlite_store.url.split("///", 1)[1]), data, lambda _: None)
+    await asyncio.to_thread(
+        bench.load_sqlite, Path(sqlite_store.url.split("///", 1)[1]), data, lambda _: None
+    )
     db = bench.BenchDb("sqlite", SIZE, sqlite_store.url, {"picks": data.picks}, reused=False)
 
     cases = await bench.bench_db(db, runs=2, heavy_runs=1, limits=bench.Limits(trace_s=60, case_s=60))

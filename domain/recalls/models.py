@@ -11,7 +11,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from domain.models import Base, BigId, _enum, utcnow
+from domain.models import Base, BigId, UtcDateTime, _enum, utcnow
 from domain.recalls.payloads import Channel, ConsigneeState, NoticeState, RecallStatus
 
 
@@ -42,18 +41,18 @@ class Recall(Base):
     depth: Mapped[str] = mapped_column(String(16), default="user")  # wholesale | retail | user
     required_actions: Mapped[list[str]] = mapped_column(JSON, default=list)
     initiated_by: Mapped[str] = mapped_column(String(64))
-    initiated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    initiated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     coordinator: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    notify_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    notification_completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    notify_deadline: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    notification_completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     deadlines: Mapped[list[dict]] = mapped_column(JSON, default=list)  # the computed schedule, as data
     scope_version: Mapped[int] = mapped_column(Integer, default=0)
     workflow_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     closure_justification: Mapped[str | None] = mapped_column(Text, nullable=True)
-    last_signalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_signalled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class RecallSuspect(Base):
@@ -112,11 +111,11 @@ class RecallConsignee(Base):
     state: Mapped[ConsigneeState] = mapped_column(_enum(ConsigneeState), default=ConsigneeState.planned)
     reply_code: Mapped[str] = mapped_column(String(8))
     units_shipped: Mapped[int] = mapped_column(BigInteger, default=0)
-    first_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    first_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    responded_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     overdue: Mapped[bool] = mapped_column(Boolean, default=False)
     last_attempt: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -139,9 +138,9 @@ class Notice(Base):
     state: Mapped[NoticeState] = mapped_column(_enum(NoticeState), default=NoticeState.planned)
     provider_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    planned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    planned_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class NoticeEvent(Base):
@@ -156,7 +155,7 @@ class NoticeEvent(Base):
     notice_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id"), nullable=True)
     kind: Mapped[str] = mapped_column(String(32))
     channel: Mapped[str | None] = mapped_column(String(8), nullable=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
@@ -170,7 +169,7 @@ class Response(Base):
     recall_id: Mapped[int] = mapped_column(ForeignKey("recalls.id"))
     consignee_id: Mapped[int] = mapped_column(ForeignKey("consignees.id"))
     channel: Mapped[str] = mapped_column(String(8))  # web | sms
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     received_and_understood: Mapped[bool] = mapped_column(Boolean, default=True)
     actions_completed: Mapped[bool] = mapped_column(Boolean, default=False)
     forwarded_to_sub_accounts: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -213,7 +212,7 @@ class RecallReport(Base):
     recall_id: Mapped[int] = mapped_column(ForeignKey("recalls.id"))
     kind: Mapped[str] = mapped_column(String(32))
     sequence: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     title: Mapped[str] = mapped_column(String(255))
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from domain.models import Base, BigId, _enum, utcnow
+from domain.models import Base, BigId, UtcDateTime, _enum, utcnow
 from domain.tasks.payloads import SignatureMeaning, TaskStatus
 
 
@@ -32,14 +32,14 @@ class Task(Base):
     assignee: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     status: Mapped[TaskStatus] = mapped_column(_enum(TaskStatus), default=TaskStatus.open)
     priority: Mapped[int] = mapped_column(Integer, default=2)
-    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    follow_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    follow_up_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     workflow_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     details: Mapped[dict] = mapped_column(JSON, default=dict)
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
     escalated_to: Mapped[list[str]] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     completed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
 
@@ -54,7 +54,7 @@ class Signature(Base):
     signer: Mapped[str] = mapped_column(String(64))
     printed_name: Mapped[str] = mapped_column(String(255))
     meaning: Mapped[SignatureMeaning] = mapped_column(_enum(SignatureMeaning))
-    signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    signed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     record_type: Mapped[str] = mapped_column(String(32))
     record_id: Mapped[int] = mapped_column(BigId)
     record_hash: Mapped[str] = mapped_column(String(64))

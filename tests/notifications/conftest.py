@@ -32,6 +32,12 @@ class Hit:
     signature: str | None
 
 
+async def _hit(request: Request) -> Hit:
+    form = await request.form()
+    params = {k: str(v) for k, v in form.items()}
+    return Hit(str(request.url), params, request.headers.get("X-Twilio-Signature"))
+
+
 @dataclass
 class Receiver:
     """Stands in for the lead's /webhooks/twilio/{status,sms}: records every hit."""
@@ -44,26 +50,12 @@ class Receiver:
 
         @app.post("/webhooks/twilio/status")
         async def status(request: Request) -> Response:
-            form = await request.form()
-            self.status.append(
-                Hit(
-                    str(request.url),
-                    {k: str(v) for k, v in form.items()},
-                    request.headers.get("X-Twilio-Signature"),
-                )
-            )
+            self.status.append(await _hit(request))
             return Response(status_code=204)
 
         @app.post("/webhooks/twilio/sms")
         async def sms(request: Request) -> Response:
-            form = await request.form()
-            self.inbound.append(
-                Hit(
-                    str(request.url),
-                    {k: str(v) for k, v in form.items()},
-                    request.headers.get("X-Twilio-Signature"),
-                )
-            )
+            self.inbound.append(await _hit(request))
             twiml = (
                 f'<?xml version="1.0" encoding="UTF-8"?><Response><Message>{TWIML_REPLY}</Message></Response>'
             )
@@ -74,6 +66,8 @@ class Receiver:
 
 @dataclass
 class DevStack:
+    """The running app and receiver, with a store session factory and an HTTP client for the app."""
+
     settings: Settings
     base_url: str
     receiver: Receiver

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import html
 
+import httpx
 from aiosmtpd.smtp import SMTP
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
+from api.app import create_app
 from domain.enums import Language
 from domain.models import DevSmsMessage
+from lotline.settings import Settings
 from notifications.content import EmailSpec, SmsSpec
 from notifications.devmail import MaildirHandler, list_messages
 from notifications.email import EmailChannel
@@ -100,3 +103,33 @@ async def test_the_dev_mailbox_lists_mail_the_dev_smtp_server_received_and_shows
     assert "<iframe sandbox srcdoc=" in shown.text and "cracks" in shown.text
     assert "<i>cracks</i>" not in shown.text  # the message's markup is data on this page, never markup
     assert (await dev_stack.http.get("/dev/mailbox/no-such-key")).status_code == 404
+
+
+async def test_without_dev_endpoints_nothing_under_dev_is_served(tmp_path):
+    app = create_app(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", dev_endpoints=False))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        for path in ("/dev/phone", "/dev/mailbox", "/dev/twilio/_control"):
+            assert (await http.get(path)).status_code == 404
+        sid = Settings().twilio_account_sid
+        assert (await http.post(f"/dev/twilio/2010-04-01/Accounts/{sid}/Messages.json")).status_code == 404
+
+
+async def test_the_twilio_endpoint_refuses_as_twilio_does(dev_stack: DevStack):
+    s = dev_stack.settings
+    url = f"/dev/twilio/2010-04-01/Accounts/{s.twilio_account_sid}/Messages.json"
+    form = {"To": "+8613900000002", "From": s.twilio_from_number, "Body": "hi"}
+    anonymous = await dev_stack.http.post(url, data=form)
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == 20003
+    other_account = url.replace(s.twilio_account_sid, "AC" + "1" * 32)
+    auth = (s.twilio_account_sid, s.twilio_auth_token)
+    assert (await dev_stack.http.post(other_account, data=form, auth=auth)).status_code == 401
+    no_body = await dev_stack.http.post(url, data={**form, "Body": ""}, auth=auth)
+    assert (no_body.status_code, no_body.json()["code"]) == (400, 21602)
+    bad_from = await dev_stack.http.post(url, data={**form, "From": "+15005550008"}, auth=auth)
+    assert (bad_from.status_code, bad_from.json()["code"]) == (400, 21611)
+    async with dev_stack.sessions() as session:
+        recorded = await session.scalar(select(DevSmsMessage).where(DevSmsMessage.phone == "+8613900000002"))
+    assert recorded is None
+
+    bad_knob = await dev_stack.http.post("/dev/twilio/_control", json={"rate_limit_next": -1})
+    assert bad_knob.status_code == 422 and bad_knob.json()["detail"][0]["field"] == "rate_limit_next"

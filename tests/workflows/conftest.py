@@ -144,3 +144,14 @@ async def build_world(sessions, *, users: bool = True) -> World:
             ):
                 await create_user(s, username=name, full_name=name.upper(), roles=roles, password=PASSWORD)
         return World(component=comp.id, finished=[a.id, b.id], consignees=[h.id for h in hospitals])
+
+
+async def wait_for(predicate, stack: RecallStack, seconds: float = 20.0):
+    """Poll the store until ``predicate(session)`` is truthy (real time; the workflow runs meanwhile)."""
+    for _ in range(int(seconds / 0.1)):
+        async with stack.sessions() as s:
+            value = await predicate(s)
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached in time")

@@ -20,7 +20,7 @@ from domain.recalls.payloads import RecallStatus
 from domain.tasks.models import Signature, Task
 from domain.tasks.payloads import SignatureMeaning, SignOff, SignOffResult
 from notifications.devmail import list_messages
-from tests.workflows.conftest import PASSWORD, build_world
+from tests.workflows.conftest import PASSWORD, build_world, wait_for
 
 pytestmark = pytest.mark.temporal
 
@@ -50,19 +50,6 @@ async def post_recall(
         )
     assert r.status_code == 201, r.text
     return r.json()
-
-
-async def wait_for(predicate, stack, timeout: float = 20.0):
-    """Poll the store until ``predicate(session)`` is truthy (real time; the workflow runs meanwhile)."""
-    import asyncio
-
-    for _ in range(int(timeout / 0.1)):
-        async with stack.sessions() as s:
-            value = await predicate(s)
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 async def approval_task(stack, recall_id: int) -> Task:
