@@ -225,8 +225,9 @@ def _direction(forward: bool) -> tuple[ColumnElement[int], ColumnElement[int]]:
     return edges.c.parent_lot_id, edges.c.component_lot_id
 
 
-def _walk(forward: bool) -> tuple[CTE, CTE]:
-    """The recursive walk over (lot_id, depth) and its reduction to the shortest depth per lot."""
+def _walk(forward: bool) -> tuple[CTE, CTE, CTE]:
+    """The recursive walk over (lot_id, depth), its reduction to the shortest depth per lot, and the
+    steps: every edge out of a reached lot, with the depth of the lot it leaves."""
     src, dst = _direction(forward)
     anchor = select(lots_t.c.id.label("lot_id"), literal_column("0", Integer).label("depth")).where(
         lots_t.c.id.in_(bindparam("origin_ids", expanding=True))
@@ -239,7 +240,16 @@ def _walk(forward: bool) -> tuple[CTE, CTE]:
         .where(w.c.depth < bindparam("max_depth", type_=Integer))
     )
     reach = select(walk.c.lot_id, func.min(walk.c.depth).label("depth")).group_by(walk.c.lot_id).cte("reach")
-    return walk, reach
+    # Materialised (PostgreSQL inlines a CTE used once; SQLite materialises one used twice, as this is):
+    # joined back to ``reach`` on (lot_id, depth) it yields predecessors, and the planner, misled by the
+    # recursive CTE's row estimate, must not get the chance to join reach to itself on depth alone.
+    steps = (
+        select(reach.c.depth.label("from_depth"), src.label("from_id"), dst.label("to_id"))
+        .select_from(reach.join(edges, src == reach.c.lot_id))
+        .cte("steps")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    return walk, reach, steps
 
 
 def _row(
@@ -269,19 +279,13 @@ def _row(
     return [c.label(n) for c, n in zip(cols, names, strict=True)]
 
 
-def _lots_branch(reach: CTE, forward: bool) -> Select[Any]:
-    """Reached lots with their product, depth and a predecessor one level nearer the origin."""
-    src, dst = _direction(forward)
-    r, nearer = reach.alias("r"), reach.alias("nearer")
+def _lots_branch(reach: CTE, steps: CTE) -> Select[Any]:
+    """Reached lots with their product, depth and a predecessor: a neighbour one level nearer the origin."""
+    r = reach.alias("r")
     pred = (
-        select(r.c.lot_id, func.min(src).label("via"))
-        .select_from(
-            r.join(edges, dst == r.c.lot_id).join(
-                nearer, and_(nearer.c.lot_id == src, nearer.c.depth == r.c.depth - 1)
-            )
-        )
-        .where(r.c.depth > 0)
-        .group_by(r.c.lot_id)
+        select(steps.c.to_id.label("lot_id"), func.min(steps.c.from_id).label("via"))
+        .select_from(steps.join(r, and_(r.c.lot_id == steps.c.to_id, r.c.depth == steps.c.from_depth + 1)))
+        .group_by(steps.c.to_id)
         .subquery("pred")
     )
     return select(
@@ -299,25 +303,24 @@ def _lots_branch(reach: CTE, forward: bool) -> Select[Any]:
     )
 
 
-def _bound_branch(walk: CTE, reach: CTE, max_depth: ColumnElement[int], forward: bool) -> Select[Any]:
-    """How many walk rows reached the bound, and whether any edge from them leads outside the trace."""
-    src, dst = _direction(forward)
-    at_bound = select(func.count()).select_from(walk).where(walk.c.depth == max_depth).scalar_subquery()
+def _bound_branch(walk: CTE, reach: CTE, steps: CTE) -> Select[Any]:
+    """Whether the walk reached the depth bound, and whether an edge from there leads outside the trace.
+
+    Only a lot whose shortest depth is the bound was not expanded, so only its edges can be cut off.
+    """
+    max_depth = bindparam("max_depth", type_=Integer)
+    at_bound = exists(select(literal_column("1")).select_from(walk).where(walk.c.depth == max_depth))
     cut = exists(
         select(literal_column("1"))
-        .select_from(walk.join(edges, src == walk.c.lot_id))
-        .where(walk.c.depth == max_depth, ~exists().where(reach.c.lot_id == dst))
+        .select_from(steps)
+        .where(steps.c.from_depth == max_depth, ~exists().where(reach.c.lot_id == steps.c.to_id))
     )
-    return select(*_row("bound", ints=[at_bound, case((cut, 1), else_=0)]))
+    return select(*_row("bound", ints=[case((at_bound, 1), else_=0), case((cut, 1), else_=0)]))
 
 
 def _statement(*, forward: bool, scope: bool, include_shipments: bool) -> Select[Any]:
-    walk, reach = _walk(forward)
-    max_depth = bindparam("max_depth", type_=Integer)
-    branches: list[Select[Any]] = [
-        _lots_branch(reach, forward),
-        _bound_branch(walk, reach, max_depth, forward),
-    ]
+    walk, reach, steps = _walk(forward)
+    branches: list[Select[Any]] = [_lots_branch(reach, steps), _bound_branch(walk, reach, steps)]
     if scope:
         sb, loc = StockBalance.__table__, Location.__table__
         branches.append(
@@ -397,10 +400,10 @@ def _cached_statement(*, forward: bool, scope: bool, include_shipments: bool) ->
 
 def _induced_edges_statement(forward: bool) -> Any:
     """Edges among the lots a trace reached (for naming a cycle), in the direction of travel."""
-    src, dst = _direction(forward)
-    _, reach = _walk(forward)
-    a, b = reach.alias("a"), reach.alias("b")
-    return select(src, dst).select_from(edges.join(a, a.c.lot_id == src).join(b, b.c.lot_id == dst))
+    _, reach, steps = _walk(forward)
+    return select(steps.c.from_id, steps.c.to_id).select_from(
+        steps.join(reach, reach.c.lot_id == steps.c.to_id)
+    )
 
 
 # --------------------------------------------------------------------------- running it

@@ -51,10 +51,14 @@ async def test_optimized_and_naive_trace_find_the_same_scope_for_the_heaviest_lo
     async with sqlite_store.sessions() as s:
         fast = await forward_trace(s, [heavy["id"]], include_shipments=True)
     async with sqlite_store.sessions() as s:
+        scope = await forward_trace(s, [heavy["id"]], include_shipments=False)
+    async with sqlite_store.sessions() as s:
         naive = await bench.naive_forward(s, heavy["id"])
 
     assert {lot.lot_id for lot in fast.lots} == naive.lot_ids == expected_lots
     assert {c.code: c.quantity for c in fast.consignees} == naive.consignees
+    assert {lot.lot_id for lot in scope.lots} == expected_lots and scope.shipments == []
+    assert {c.code: c.quantity for c in scope.consignees} == naive.consignees
     assert len(fast.consignees) == heavy["consignees"]
     assert len(fast.stock) == naive.stock_rows == heavy["stock_rows"]
     assert len(fast.shipments) == naive.shipment_lines == heavy["shipment_lines"]
@@ -75,14 +79,14 @@ async def test_the_timing_and_report_code_runs(sqlite_store, tmp_path):
 
     cases = await bench.bench_db(db, runs=2, heavy_runs=1, limits=bench.Limits(trace_s=60, case_s=60))
 
-    assert [c["case"] for c in cases] == list(data.picks)
+    assert [c["case"] for c in cases] == [name for name, _, _ in bench.CASES]
     assert all(c["correct"] and c["runs"] >= 1 and c["p95_ms"] >= c["p50_ms"] > 0 for c in cases)
     out = io.StringIO()
     report = {
         "database": "sqlite",
         "size": SIZE,
         "seed": 7,
-        "environment": {"server": "SQLite"},
+        "environment": {"server": "SQLite", "load_average": 1.0, "cpus": 2},
         "dataset": {"counts": data.counts(), "load_s": 0.1, "reused": False},
         "cases": cases,
         "path": str(tmp_path / "trace.json"),

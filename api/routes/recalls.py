@@ -56,6 +56,7 @@ router = APIRouter(prefix="/api/recalls", tags=["recalls"])
 READERS = require_roles(*Role)
 QA = require_roles(Role.qa)
 MANAGER = require_roles(Role.qa_manager)
+OVERRIDERS = require_roles(Role.qa_manager, Role.regulatory)
 
 
 async def _resolve(session, suspects: list[SuspectItem], field: str = "suspects") -> list[int]:
@@ -78,14 +79,15 @@ async def _resolve(session, suspects: list[SuspectItem], field: str = "suspects"
     return lot_ids
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=RecallCreated)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=RecallCreated, dependencies=[Depends(QA)]
+)
 async def create_recall(
     body: RecallCreate,
     session: SessionDep,
     settings: SettingsDep,
     client: TemporalDep,
     user: CurrentUser,
-    _: object = Depends(QA),
 ) -> RecallCreated:
     """Start a recall: the record is created and RecallWorkflow ``recall-<id>`` started."""
     lot_ids = await _resolve(session, body.suspects)
@@ -318,14 +320,13 @@ async def recall_consignees(
     ]
 
 
-@router.post("/{recall_id}/scope", response_model=ScopeSummary)
+@router.post("/{recall_id}/scope", response_model=ScopeSummary, dependencies=[Depends(QA)])
 async def widen_scope(
     recall_id: int,
     body: WidenRequest,
     session: SessionDep,
     client: TemporalDep,
     user: CurrentUser,
-    _: object = Depends(QA),
 ) -> ScopeSummary:
     """Widen the scope with more lots: a new scope version and its diff; notices only for what is new."""
     recall = await recalls.get_recall(session, recall_id)
@@ -361,27 +362,21 @@ async def _signed_ending(
     return {"recall_id": recall_id, "signature_id": signature_id}
 
 
-@router.post("/{recall_id}/close")
+@router.post("/{recall_id}/close", dependencies=[Depends(MANAGER)])
 async def close_recall(
     recall_id: int,
     body: SignedJustification,
     session: SessionDep,
     client: TemporalDep,
     user: CurrentUser,
-    _: object = Depends(MANAGER),
 ) -> dict:
     """Close (or, before approval, cancel) the recall with a signed justification."""
     return await _signed_ending(recall_id, body, session, client, user, "close")
 
 
-@router.post("/{recall_id}/urgent-override")
+@router.post("/{recall_id}/urgent-override", dependencies=[Depends(OVERRIDERS)])
 async def urgent_override(
-    recall_id: int,
-    body: SignedJustification,
-    session: SessionDep,
-    client: TemporalDep,
-    user: CurrentUser,
-    _: object = Depends(require_roles(Role.qa_manager, Role.regulatory)),
+    recall_id: int, body: SignedJustification, session: SessionDep, client: TemporalDep, user: CurrentUser
 ) -> dict:
     """EU: send the field safety notice before the FSCA report, with a signed justification of urgency."""
     return await _signed_ending(recall_id, body, session, client, user, "urgent_override")

@@ -74,11 +74,10 @@ def _public(t: Task, now: datetime) -> TaskPublic:
     )
 
 
-@router.get("", response_model=list[TaskPublic])
+@router.get("", response_model=list[TaskPublic], dependencies=[Depends(ANY_ROLE)])
 async def list_tasks(
     session: SessionDep,
     user: CurrentUser,
-    _: object = Depends(ANY_ROLE),
     status: TaskStatus | None = TaskStatus.open,
     process: str | None = None,
     record_type: str | None = None,
@@ -109,14 +108,13 @@ async def list_tasks(
     return sorted(out, key=lambda t: (not t.overdue, t.due_at or now, t.priority))
 
 
-@router.post("/{task_id}/sign", response_model=SignOffResult)
+@router.post("/{task_id}/sign", response_model=SignOffResult, dependencies=[Depends(ANY_ROLE)])
 async def sign_task(
     task_id: int,
     body: SignRequest,
     session: SessionDep,
     client: TemporalDep,
     user: CurrentUser,
-    _: object = Depends(ANY_ROLE),
 ) -> SignOffResult:
     """Sign off or reject a task. The password is checked here and never enters workflow history; the
     workflow's validator checks role, task state and separation of duties (409 with its reason)."""
@@ -136,7 +134,7 @@ async def sign_task(
     return await execute_update(client, task.workflow_id, "sign_off", signoff, SignOffResult)
 
 
-@router.get("/{task_id}", response_model=TaskPublic)
-async def get_one(task_id: int, session: SessionDep, _: object = Depends(ANY_ROLE)) -> TaskPublic:
+@router.get("/{task_id}", response_model=TaskPublic, dependencies=[Depends(ANY_ROLE)])
+async def get_one(task_id: int, session: SessionDep) -> TaskPublic:
     """One task."""
     return _public(await get_task(session, task_id), datetime.now(UTC))
