@@ -907,8 +907,7 @@ class _Import:
 
     async def _check_lots(self, file: str) -> None:
         for chunk in self._chunks(file):
-            keys = {(r["product_code"], r["lot_number"]) for r in chunk if r.ok}
-            stored = await self._stored_lots(keys)
+            stored = await self._stored_lots(self._keys(chunk, "product_code", "lot_number"))
             for row in chunk:
                 pc, number = row["product_code"], row["lot_number"]
                 if pc is None or number is None or self.duplicate(file, row, self.f_lots, (pc, number)):
@@ -936,20 +935,30 @@ class _Import:
                         f"lot {number!r} of {pc!r}",
                     )
 
+    def lot_ref(self, file: str, row: _Row, product_column: str, lot_column: str, stored: dict) -> bool:
+        """Check a (product, lot) reference whose values could be read; True if it resolves."""
+        if not self.product_known(file, row, product_column) or row[lot_column] is None:
+            return False
+        return self.lot_known(file, row, (row[product_column], row[lot_column]), lot_column, stored)
+
+    @staticmethod
+    def _keys(chunk: list[_Row], *columns: str) -> set[tuple]:
+        """The values of ``columns`` in the rows where all of them could be read."""
+        keys = {tuple(r[c] for c in columns) for r in chunk}
+        return {k for k in keys if None not in k}
+
     async def _check_serials(self, file: str) -> None:
         seen: dict[tuple[str, str], int] = {}
         for chunk in self._chunks(file):
-            good = [r for r in chunk if r.ok]
-            lots = await self._stored_lots({(r["product_code"], r["lot_number"]) for r in good})
-            serials = await self._stored_serials({(r["product_code"], r["serial"]) for r in good})
+            lots = await self._stored_lots(self._keys(chunk, "product_code", "lot_number"))
+            serials = await self._stored_serials(self._keys(chunk, "product_code", "serial"))
             for row in chunk:
                 pc, number, serial = row["product_code"], row["lot_number"], row["serial"]
-                if pc is None or serial is None or self.duplicate(file, row, seen, (pc, serial)):
-                    continue
-                self.f_serials[(pc, serial)] = number
-                if not row.ok or not self.product_known(file, row, "product_code"):
-                    continue
-                if not self.lot_known(file, row, (pc, number), "lot_number", lots):
+                if pc is not None and serial is not None:
+                    if self.duplicate(file, row, seen, (pc, serial)):
+                        continue
+                    self.f_serials[(pc, serial)] = number
+                if not self.lot_ref(file, row, "product_code", "lot_number", lots) or not row.ok:
                     continue
                 old = serials.get((pc, serial))
                 if old is not None and old.lot_number != number:
@@ -962,70 +971,64 @@ class _Import:
                     )
 
     async def _check_genealogy(self, file: str) -> None:
+        parent_cols, component_cols = (
+            ("product_code", "lot_number"),
+            ("component_product_code", "component_lot_number"),
+        )
         for chunk in self._chunks(file):
-            good = [r for r in chunk if r.ok]
-            keys = {(r["product_code"], r["lot_number"]) for r in good}
-            keys |= {(r["component_product_code"], r["component_lot_number"]) for r in good}
-            lots = await self._stored_lots(keys)
+            lots = await self._stored_lots(
+                self._keys(chunk, *parent_cols) | self._keys(chunk, *component_cols)
+            )
             pairs = {}
-            for row in good:
+            for row in chunk:
                 parent = lots.get((row["product_code"], row["lot_number"]))
                 component = lots.get((row["component_product_code"], row["component_lot_number"]))
                 if parent and component:
                     pairs[row.line] = (component.id, parent.id)
             edges = await self._stored_edges(set(pairs.values()))
             for row in chunk:
-                if not row.ok:
-                    continue
                 parent_key = (row["product_code"], row["lot_number"])
                 component_key = (row["component_product_code"], row["component_lot_number"])
-                if self.duplicate(file, row, self.f_edges, (*parent_key, *component_key)):
-                    continue
-                if parent_key == component_key:
-                    self.error(
-                        file, row.line, "component_lot_number", "a lot cannot be a component of itself"
-                    )
-                    continue
-                known = self.product_known(file, row, "product_code")
-                known = self.product_known(file, row, "component_product_code") and known
-                if not known:
-                    continue
-                known = self.lot_known(file, row, parent_key, "lot_number", lots)
-                known = self.lot_known(file, row, component_key, "component_lot_number", lots) and known
+                if None not in parent_key and None not in component_key:
+                    if self.duplicate(file, row, self.f_edges, (*parent_key, *component_key)):
+                        continue
+                    if parent_key == component_key:
+                        self.error(
+                            file, row.line, "component_lot_number", "a lot cannot be a component of itself"
+                        )
+                        continue
+                known = self.lot_ref(file, row, *parent_cols, lots)
+                known = self.lot_ref(file, row, *component_cols, lots) and known
                 old = edges.get(pairs.get(row.line, (0, 0)))
-                if known and old is not None and old != row["quantity"]:
+                if known and row.ok and old is not None and old != row["quantity"]:
                     self.error(
                         file,
                         row.line,
                         "quantity",
                         f"this genealogy edge is stored with quantity {old}, "
-                        f"the file says {row['quantity']}; "
-                        "an import never overwrites stored records",
+                        f"the file says {row['quantity']}; an import never overwrites stored records",
                     )
 
     async def _check_stock(self, file: str) -> None:
         for chunk in self._chunks(file):
-            good = [r for r in chunk if r.ok]
-            lots = await self._stored_lots({(r["product_code"], r["lot_number"]) for r in good})
+            lots = await self._stored_lots(self._keys(chunk, "product_code", "lot_number"))
             pairs = {}
-            for row in good:
+            for row in chunk:
                 location = self.locations.get(row["location_code"])
                 lot = lots.get((row["product_code"], row["lot_number"]))
                 if location and lot:
                     pairs[row.line] = (location["id"], lot.id)
             balances = await self._stored_balances(set(pairs.values()))
             for row in chunk:
-                if not row.ok:
-                    continue
                 loc, pc, number = row["location_code"], row["product_code"], row["lot_number"]
-                if self.duplicate(file, row, self.f_stock, (loc, pc, number)):
+                if None not in (loc, pc, number) and self.duplicate(
+                    file, row, self.f_stock, (loc, pc, number)
+                ):
                     continue
-                known = loc in self.f_locations or loc in self.locations
-                if not known:
+                known = loc is not None and (loc in self.f_locations or loc in self.locations)
+                if loc is not None and not known:
                     self.unknown(file, row, "location_code", f"location {loc!r}", "locations.csv")
-                if not self.product_known(file, row, "product_code"):
-                    continue
-                if not self.lot_known(file, row, (pc, number), "lot_number", lots) or not known:
+                if not self.lot_ref(file, row, "product_code", "lot_number", lots) or not known or not row.ok:
                     continue
                 have = balances.get(pairs.get(row.line, (0, 0)))
                 if have is not None and have != row["quantity"]:
@@ -1039,16 +1042,11 @@ class _Import:
 
     async def _check_shipments(self, file: str) -> None:
         for chunk in self._chunks(file):
-            good = [r for r in chunk if r.ok]
-            lots = await self._stored_lots({(r["product_code"], r["lot_number"]) for r in good})
-            serials = await self._stored_serials(
-                {(r["product_code"], r["serial"]) for r in good if r["serial"] is not None}
-            )
-            shipments = await self._stored_shipments({r["shipment_ref"] for r in good})
+            lots = await self._stored_lots(self._keys(chunk, "product_code", "lot_number"))
+            serials = await self._stored_serials(self._keys(chunk, "product_code", "serial"))
+            shipments = await self._stored_shipments({r["shipment_ref"] for r in chunk} - {None})
             lines = await self._stored_lines({s.id for s in shipments.values()})
             for row in chunk:
-                if not row.ok:
-                    continue
                 self._check_shipment_line(file, row, lots, serials, shipments, lines)
 
     def _check_shipment_line(
@@ -1061,30 +1059,39 @@ class _Import:
         lines: dict[tuple[int, int, int | None], int],
     ) -> None:
         ref, consignee, pc = row["shipment_ref"], row["consignee_code"], row["product_code"]
-        number, serial, quantity = row["lot_number"], row["serial"], row["quantity"]
-        if self.duplicate(file, row, self.f_lines, (ref, pc, number, serial)):
-            return
-        header = self.f_shipments.setdefault(ref, (consignee, row["shipped_on"], row.line))
-        for column, value, first in (
-            ("consignee_code", consignee, header[0]),
-            ("shipped_on", row["shipped_on"], header[1]),
+        number, serial, quantity, shipped_on = (
+            row["lot_number"],
+            row["serial"],
+            row["quantity"],
+            row["shipped_on"],
+        )
+        if None not in (ref, pc, number) and self.duplicate(
+            file, row, self.f_lines, (ref, pc, number, serial)
         ):
-            if value != first:
-                self.error(
-                    file,
-                    row.line,
-                    column,
-                    f"shipment {ref!r} has {column} {_show(first)} on line {header[2]}, here {_show(value)}",
-                )
-        if consignee not in self.f_consignees and consignee not in self.consignees:
-            self.unknown(file, row, "consignee_code", f"consignee {consignee!r}", "consignees.csv")
-        if not self.product_known(file, row, "product_code"):
             return
-        if not self.lot_known(file, row, (pc, number), "lot_number", lots):
+        header = self.f_shipments.get(ref) if ref is not None else None
+        if header is None and None not in (ref, consignee, shipped_on):
+            self.f_shipments[ref] = (consignee, shipped_on, row.line)
+        elif header is not None:
+            for column, value, first in (
+                ("consignee_code", consignee, header[0]),
+                ("shipped_on", shipped_on, header[1]),
+            ):
+                if value is not None and value != first:
+                    self.error(
+                        file,
+                        row.line,
+                        column,
+                        f"shipment {ref!r} has {column} {_show(first)} on line {header[2]}, "
+                        f"here {_show(value)}",
+                    )
+        if consignee is not None and consignee not in self.f_consignees and consignee not in self.consignees:
+            self.unknown(file, row, "consignee_code", f"consignee {consignee!r}", "consignees.csv")
+        if not self.lot_ref(file, row, "product_code", "lot_number", lots):
             return
         serial_id = None
         if serial is not None:
-            if quantity != 1:
+            if quantity is not None and quantity != 1:
                 self.error(file, row.line, "quantity", f"a line with a serial ships one unit, got {quantity}")
             in_file = self.f_serials.get((pc, serial))
             stored_serial = serials.get((pc, serial))
@@ -1104,7 +1111,7 @@ class _Import:
                 return
             serial_id = stored_serial.id if stored_serial else None
         stored = shipments.get(ref)
-        if stored is None:
+        if stored is None or not row.ok:
             return
         self.compare(
             file,

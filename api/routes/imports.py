@@ -64,9 +64,7 @@ def _unzip(upload: UploadFile, name: str, archives: list[zipfile.ZipFile]) -> di
     except zipfile.BadZipFile:
         raise _Refused([ImportIssue(file=name, line=0, reason="not a valid zip archive")]) from None
     archives.append(archive)
-    members = [
-        m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")
-    ]
+    members = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
     if sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
         raise _Refused([ImportIssue(file=name, line=0, reason="the archive expands to more than 2 GiB")])
     sources: dict[str, Source] = {}

@@ -40,13 +40,17 @@ async def start_and_approve(stack, level: int = 2) -> dict:
     created = await post_recall(stack, level=level)
     task = await approval_task(stack, created["id"])
     async with httpx.AsyncClient(base_url=stack.base_url) as http:
-        r = await http.post(f"/api/tasks/{task.id}/sign", json={"password": PASSWORD, "decision": "approved"},
-                            headers=token(stack, "mgr1", Role.qa_manager))
+        r = await http.post(
+            f"/api/tasks/{task.id}/sign",
+            json={"password": PASSWORD, "decision": "approved"},
+            headers=token(stack, "mgr1", Role.qa_manager),
+        )
         assert r.status_code == 200, r.text
 
     async def texts_out(s):
-        n = await s.scalar(select(func.count()).select_from(DevSmsMessage)
-                           .where(DevSmsMessage.direction == "outbound-api"))
+        n = await s.scalar(
+            select(func.count()).select_from(DevSmsMessage).where(DevSmsMessage.direction == "outbound-api")
+        )
         return n == 3
 
     await wait_for(texts_out, stack)
@@ -70,37 +74,60 @@ async def test_one_by_link_one_by_sms_one_never(recall_stack, time_env):
         lot_ids = [int(x) for x in re.findall(r'name="on_hand_(\d+)"', page.text)]
         assert len(lot_ids) == 2
         a, b = lot_ids
-        form = {"received_and_understood": "on", "actions_completed": "on", "name": "Dr Wang",
-                f"on_hand_{a}": "2", f"returned_{a}": "5", f"destroyed_{a}": "3", f"returned_{b}": "4"}
+        form = {
+            "received_and_understood": "on",
+            "actions_completed": "on",
+            "name": "Dr Wang",
+            f"on_hand_{a}": "2",
+            f"returned_{a}": "5",
+            f"destroyed_{a}": "3",
+            f"returned_{b}": "4",
+        }
         done = await http.post(path, data=form)
         assert done.status_code == 201 and ("已收到" in done.text or "recorded" in done.text)
         repeat = await http.post(path, data=form)
-        assert repeat.status_code == 200 and ("此前已记录" in repeat.text or "already recorded" in repeat.text)
+        assert repeat.status_code == 200 and (
+            "此前已记录" in repeat.text or "already recorded" in repeat.text
+        )
 
         # H2 replies YES from its phone (the dev phone page signs the webhook as Twilio does).
-        reply = await http.post("/dev/phone/reply", data={"number": consignees["H2"].phone, "text": "YES"},
-                                follow_redirects=False)
+        reply = await http.post(
+            "/dev/phone/reply", data={"number": consignees["H2"].phone, "text": "YES"}, follow_redirects=False
+        )
         assert reply.status_code in (200, 303)
 
     async with stack.sessions() as s:
-        answer = await s.scalar(select(DevSmsMessage).where(DevSmsMessage.direction == "outbound-reply",
-                                                            DevSmsMessage.phone == consignees["H2"].phone))
+        answer = await s.scalar(
+            select(DevSmsMessage).where(
+                DevSmsMessage.direction == "outbound-reply", DevSmsMessage.phone == consignees["H2"].phone
+            )
+        )
         assert answer is not None and "/ack/" in answer.body  # the link for the quantities
 
     await time_env.sleep(timedelta(days=4))  # past the level-2 notify deadline (3 days)
 
     async def escalated(s):
-        return await s.scalar(select(func.count()).select_from(RecallConsignee)
-                              .where(RecallConsignee.overdue.is_(True))) == 1
+        return (
+            await s.scalar(
+                select(func.count()).select_from(RecallConsignee).where(RecallConsignee.overdue.is_(True))
+            )
+            == 1
+        )
 
     await wait_for(escalated, stack)
     async with httpx.AsyncClient(base_url=stack.base_url) as http:
         headers = token(stack, "qa1", Role.qa)
         rec = (await http.get(f"/api/recalls/{created['id']}", headers=headers)).json()
-        rows = {c["code"]: c for c in (await http.get(f"/api/recalls/{created['id']}/consignees",
-                                                      headers=headers)).json()}
-        tasks = (await http.get(f"/api/tasks?record_type=recall&record_id={created['id']}",
-                                headers=token(stack, "mgr1", Role.qa_manager))).json()
+        rows = {
+            c["code"]: c
+            for c in (await http.get(f"/api/recalls/{created['id']}/consignees", headers=headers)).json()
+        }
+        tasks = (
+            await http.get(
+                f"/api/tasks?record_type=recall&record_id={created['id']}",
+                headers=token(stack, "mgr1", Role.qa_manager),
+            )
+        ).json()
     assert rec["progress"]["planned"] == 3
     assert rec["progress"]["sent"] == 3
     assert rec["progress"]["acknowledged"] == 2
@@ -123,20 +150,42 @@ async def test_bad_input_is_refused_and_changes_nothing(recall_stack):
     qa = token(stack, "qa1", Role.qa)
     async with httpx.AsyncClient(base_url=stack.base_url) as http:
         before = await counts(stack)
-        unknown = await http.post("/api/recalls", headers=qa, json={
-            "suspects": [{"product_code": "RESIN", "lot_number": "NOPE"}], "reason": "x", "hazard": "y",
-            "nmpa_level": 1})
+        unknown = await http.post(
+            "/api/recalls",
+            headers=qa,
+            json={
+                "suspects": [{"product_code": "RESIN", "lot_number": "NOPE"}],
+                "reason": "x",
+                "hazard": "y",
+                "nmpa_level": 1,
+            },
+        )
         assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"].startswith("suspects.0")
-        bad_level = await http.post("/api/recalls", headers=qa, json={
-            "suspects": [{"product_code": "RESIN", "lot_number": "R-001"}], "reason": "x", "hazard": "y",
-            "nmpa_level": 4})
+        bad_level = await http.post(
+            "/api/recalls",
+            headers=qa,
+            json={
+                "suspects": [{"product_code": "RESIN", "lot_number": "R-001"}],
+                "reason": "x",
+                "hazard": "y",
+                "nmpa_level": 4,
+            },
+        )
         assert bad_level.status_code == 422 and bad_level.json()["detail"][0]["field"] == "nmpa_level"
-        empty = await http.post("/api/recalls", headers=qa, json={"suspects": [], "reason": "x", "hazard": "y",
-                                                                  "nmpa_level": 1})
+        empty = await http.post(
+            "/api/recalls", headers=qa, json={"suspects": [], "reason": "x", "hazard": "y", "nmpa_level": 1}
+        )
         assert empty.status_code == 422 and empty.json()["detail"][0]["field"] == "suspects"
-        wrong_role = await http.post("/api/recalls", headers=token(stack, "mgr1", Role.qa_manager), json={
-            "suspects": [{"product_code": "RESIN", "lot_number": "R-001"}], "reason": "x", "hazard": "y",
-            "nmpa_level": 1})
+        wrong_role = await http.post(
+            "/api/recalls",
+            headers=token(stack, "mgr1", Role.qa_manager),
+            json={
+                "suspects": [{"product_code": "RESIN", "lot_number": "R-001"}],
+                "reason": "x",
+                "hazard": "y",
+                "nmpa_level": 1,
+            },
+        )
         assert wrong_role.status_code == 403
         assert await counts(stack) == before
 
@@ -153,23 +202,40 @@ async def test_bad_input_is_refused_and_changes_nothing(recall_stack):
         before = await counts(stack)
         for bad in (forged, tampered):
             assert (await http.get(bad)).status_code == 403
-            assert (await http.post(bad, json={"received_and_understood": True, "name": "x"})).status_code == 403
+            assert (
+                await http.post(bad, json={"received_and_understood": True, "name": "x"})
+            ).status_code == 403
         lot_id = int(re.findall(r'name="on_hand_(\d+)"', (await http.get(path)).text)[0])
-        negative = await http.post(path, json={"received_and_understood": True, "name": "A",
-                                               "quantities": [{"lot_id": lot_id, "on_hand": -1}]})
+        negative = await http.post(
+            path,
+            json={
+                "received_and_understood": True,
+                "name": "A",
+                "quantities": [{"lot_id": lot_id, "on_hand": -1}],
+            },
+        )
         assert negative.status_code == 422 and negative.json()["detail"][0]["field"] == "quantities.0.on_hand"
-        words = await http.post(path, data={"received_and_understood": "on", "name": "A",
-                                            f"on_hand_{lot_id}": "ten"})
+        words = await http.post(
+            path, data={"received_and_understood": "on", "name": "A", f"on_hand_{lot_id}": "ten"}
+        )
         assert words.status_code == 422
-        other_lot = await http.post(path, json={"received_and_understood": True, "name": "A",
-                                                "quantities": [{"lot_id": 999999, "on_hand": 1}]})
+        other_lot = await http.post(
+            path,
+            json={
+                "received_and_understood": True,
+                "name": "A",
+                "quantities": [{"lot_id": 999999, "on_hand": 1}],
+            },
+        )
         assert other_lot.status_code == 422
         assert await counts(stack) == before
 
         # Twilio webhooks: a wrong signature is refused; an unknown number is answered and nothing recorded.
         url = stack.base_url + "/webhooks/twilio/sms"
         params = {"From": phone, "Body": "YES", "MessageSid": "SMx"}
-        bad_sig = await http.post("/webhooks/twilio/sms", data=params, headers={"X-Twilio-Signature": "forged"})
+        bad_sig = await http.post(
+            "/webhooks/twilio/sms", data=params, headers={"X-Twilio-Signature": "forged"}
+        )
         assert bad_sig.status_code == 403
         stranger = {"From": "+8613999999999", "Body": "YES", "MessageSid": "SMy"}
         sig = RequestValidator(stack.settings.twilio_auth_token).compute_signature(url, stranger)
@@ -179,11 +245,17 @@ async def test_bad_input_is_refused_and_changes_nothing(recall_stack):
 
         # Closed recall: an acknowledgement afterwards is refused.
         mgr = token(stack, "mgr1", Role.qa_manager)
-        short = await http.post(f"/api/recalls/{created['id']}/close", headers=mgr,
-                                json={"password": PASSWORD, "justification": "too short"})
+        short = await http.post(
+            f"/api/recalls/{created['id']}/close",
+            headers=mgr,
+            json={"password": PASSWORD, "justification": "too short"},
+        )
         assert short.status_code == 422
-        closed = await http.post(f"/api/recalls/{created['id']}/close", headers=mgr,
-                                 json={"password": PASSWORD, "justification": "Closed by QA after field review"})
+        closed = await http.post(
+            f"/api/recalls/{created['id']}/close",
+            headers=mgr,
+            json={"password": PASSWORD, "justification": "Closed by QA after field review"},
+        )
         assert closed.status_code == 200, closed.text
 
         async def is_closed(s):
@@ -195,6 +267,9 @@ async def test_bad_input_is_refused_and_changes_nothing(recall_stack):
         late = await http.post(path, json={"received_and_understood": True, "name": "Late"})
         assert late.status_code == 409
         assert await counts(stack) == before
-        again = await http.post(f"/api/recalls/{created['id']}/close", headers=mgr,
-                                json={"password": PASSWORD, "justification": "Closed by QA after field review"})
+        again = await http.post(
+            f"/api/recalls/{created['id']}/close",
+            headers=mgr,
+            json={"password": PASSWORD, "justification": "Closed by QA after field review"},
+        )
         assert again.status_code == 409
