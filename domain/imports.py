@@ -72,6 +72,10 @@ CHUNK_SIZE = 5000
 LOT_CACHE_SIZE = 200_000
 MAX_ERRORS = 1000
 STOCK_REFERENCE = "csv-import"
+RACE = (
+    "the store changed while the import ran (another import or user added the same records); "
+    "nothing was imported: run it again"
+)
 
 # A file's content: a path, the bytes, a seekable binary file, or a function that opens one.
 Source = Path | str | bytes | BinaryIO | Callable[[], BinaryIO]
@@ -462,10 +466,7 @@ class _Import:
             for file in present:
                 result.files[file] = await getattr(self, "_write_" + file.removesuffix(".csv"))(file)
         except IntegrityError as exc:
-            raise Conflict(
-                "the store changed while the import ran (another import or user added the same records); "
-                "nothing was imported: run it again"
-            ) from exc
+            raise Conflict(RACE) from exc
         return result
 
     def _sort_errors(self) -> None:
@@ -801,7 +802,12 @@ class _Import:
                 tuple(v if p is None or v is None else p(v) for v, p in zip(values, processors, strict=True))
             )
         raw = await conn.get_raw_connection()
-        await raw.driver_connection.copy_records_to_table(table.name, records=records, columns=names)  # type: ignore[union-attr]
+        try:
+            await raw.driver_connection.copy_records_to_table(table.name, records=records, columns=names)  # type: ignore[union-attr]
+        except Exception as exc:  # the driver's own error: SQLAlchemy does not wrap a raw COPY
+            if str(getattr(exc, "sqlstate", "")).startswith("23"):  # integrity constraint violation
+                raise Conflict(RACE) from exc
+            raise
 
     # ------------------------------------------------------------ helpers for checks
 

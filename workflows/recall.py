@@ -278,7 +278,7 @@ class RecallWorkflow:
                 record_id=start.recall_id,
                 candidate_roles=FSCA_REPORTER_ROLES,
                 priority=1,
-                due_at=workflow.now() + timedelta(days=1),
+                due_at=self._fsca_due(),
                 workflow_id=workflow.info().workflow_id,
                 business_key=f"recall-{start.recall_id}-fsca",
             )
@@ -293,6 +293,14 @@ class RecallWorkflow:
         )
         return self._ending is None and (done is not None or self._override is not None)
 
+    def _fsca_due(self) -> datetime:
+        """The FSCA report is due before the field safety notice, i.e. by the notify deadline."""
+        assert self._plan is not None
+        for d in self._plan.deadlines:
+            if d.key.startswith("eu.fsca"):
+                return d.due_at
+        return self._plan.notify_deadline
+
     async def _follow_up_until_done(self) -> None:
         """Follow-up steps and reports on their timers; completion when everyone answered and reconciled."""
         assert self._plan is not None
@@ -306,6 +314,7 @@ class RecallWorkflow:
         )
         next_status = workflow.now() + status_every if status_every else None
         while True:
+            self._woken = False  # before reading progress: a signal during the read is not lost
             if await self._check_done():
                 return
             now = workflow.now()
@@ -316,7 +325,6 @@ class RecallWorkflow:
                 candidates.append(next_status)
             wake_at = min(candidates)
             if wake_at > now:
-                self._woken = False
                 try:
                     await workflow.wait_condition(
                         lambda: self._woken or self._ending is not None, timeout=wake_at - now

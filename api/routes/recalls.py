@@ -329,12 +329,12 @@ async def widen_scope(
     user: CurrentUser,
 ) -> ScopeSummary:
     """Widen the scope with more lots: a new scope version and its diff; notices only for what is new."""
-    recall = await recalls.get_recall(session, recall_id)
+    workflow_id = (await recalls.get_recall(session, recall_id)).workflow_id or f"recall-{recall_id}"
     lot_ids = await _resolve(session, body.suspects)
-    await session.rollback()
+    await session.rollback()  # read-only so far; end the transaction before the long Update
     return await execute_update(
         client,
-        recall.workflow_id or f"recall-{recall_id}",
+        workflow_id,
         "widen_scope",
         WidenScope(lot_ids=lot_ids, requested_by=user.username, reason=body.reason),
         ScopeSummary,

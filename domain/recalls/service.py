@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain import inventory
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.models import Consignee, Lot, Product, Shipment, ShipmentLine
+from domain.policy.recall import recall_schedule
+from domain.policy.schedule import RecallPolicyInput
 from domain.recalls.links import new_reply_code
 from domain.recalls.models import (
     NoticeEvent,
@@ -81,6 +83,12 @@ async def create_recall(
         raise InvalidInput("a recall in the US needs the firm's proposed FDA class", field="fda_class")
     if depth not in DEPTHS:
         raise InvalidInput(f"depth must be one of {', '.join(DEPTHS)}", field="depth")
+    # The policy must be able to schedule this recall: refuse now (422) what it would refuse at approval.
+    recall_schedule(
+        RecallPolicyInput(
+            decision_at=_now(), cn_level=nmpa_level, fda_class=fda_class, jurisdictions=list(jurisdictions)
+        )
+    )
     year = _now().year
     count = await session.scalar(select(func.count()).select_from(Recall))
     recall = Recall(

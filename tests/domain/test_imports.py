@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 from datetime import date
 
@@ -10,6 +11,7 @@ from sqlalchemy import func, select
 
 from domain import inventory
 from domain.enums import Language, MovementKind, RiskClass, StockStatus
+from domain.errors import Conflict
 from domain.exports import export_csv
 from domain.imports import ImportRejected, ImportResult, import_csv
 from domain.models import Consignee, Location, Lot, Product, Shipment, ShipmentLine, StockEntry
@@ -446,6 +448,19 @@ async def test_every_error_is_reported_not_just_the_first(store):
     }
 
 
+async def test_a_row_with_a_bad_value_still_has_its_references_checked(sqlite_store):
+    stock = with_line("stock.csv", "WH-XX,CATH-02,C7,-3")
+    issues = await rejected(sqlite_store, valid_files(stock_csv=stock))
+    assert [i[:3] for i in issues] == [("stock.csv", 5, "quantity"), ("stock.csv", 5, "location_code")]
+
+
+async def test_an_unreadable_row_does_not_cascade_into_other_files(sqlite_store):
+    products = with_line("products.csv", "X-9,X,09506000134352,II")  # 4 values: its code cannot be trusted
+    lots = with_line("lots.csv", "X-9,X1,,,")
+    issues = await rejected(sqlite_store, valid_files(products_csv=products, lots_csv=lots))
+    assert [i[:3] for i in issues] == [("products.csv", 5, None)]
+
+
 async def test_errors_stop_at_the_limit(sqlite_store):
     lots = VALID["lots.csv"] + "".join(f"CATH-02,X{i},,,zero\n" for i in range(50))
     before = await table_counts(sqlite_store)
@@ -539,6 +554,28 @@ async def test_stock_already_in_the_ledger_with_the_same_quantity_is_unchanged(s
         await inventory.post(s, kind=MovementKind.receipt, lot=lot, location=qa, quantity=700)
     result = await run_import(store, {"stock.csv": VALID["stock.csv"].encode()})
     assert (result.files["stock.csv"].created, result.files["stock.csv"].unchanged) == (2, 1)
+
+
+@pytest.mark.postgres
+async def test_a_concurrent_import_of_the_same_records_is_a_conflict(request, tmp_path):
+    store = await make_store("postgres", request, tmp_path)
+    files = {"products.csv": VALID["products.csv"].encode()}
+    try:
+        async with store.sessions() as first, first.begin():
+            await import_csv(first, files=files)  # written, not committed yet
+
+            async def second() -> None:
+                async with store.sessions() as s, s.begin():
+                    await import_csv(s, files=files)
+
+            other = asyncio.create_task(second())
+            await asyncio.sleep(0.5)  # the second import has seen no products and waits on the first's rows
+        with pytest.raises(Conflict) as err:  # the first committed: the second may not write its copies
+            await other
+        assert "run it again" in err.value.reason
+        assert (await table_counts(store))["products"] == 3
+    finally:
+        await store.engine.dispose()
 
 
 def test_the_column_lists_live_in_one_place():

@@ -16,7 +16,7 @@ from domain.enums import Role, StockStatus
 from domain.inventory import active_holds, balance
 from domain.models import DevSmsMessage
 from domain.recalls.models import Notice, Recall, RecallConsignee, RecallReport
-from domain.recalls.payloads import RecallStatus
+from domain.recalls.payloads import RecallOutcome, RecallStatus
 from domain.tasks.models import Signature, Task
 from domain.tasks.payloads import SignatureMeaning, SignOff, SignOffResult
 from notifications.devmail import list_messages
@@ -220,3 +220,148 @@ async def test_level_1_and_level_3_deadlines_differ(recall_stack):
         r = await wait_for(decided, stack)
         deltas[level] = r.notify_deadline - r.decided_at
     assert deltas[1] <= timedelta(days=1) < deltas[3] <= timedelta(days=7)
+
+
+async def acknowledge_all(stack, recall_id: int) -> None:
+    """Every consignee answers by its link, accounting for exactly what it was shipped."""
+    from domain.recalls.acknowledgements import exposures_of
+    from domain.recalls.links import ack_path
+
+    async with stack.sessions() as s:
+        rcs = list(await s.scalars(select(RecallConsignee).where(RecallConsignee.recall_id == recall_id)))
+        forms = {
+            rc.id: [{"lot_id": e["lot_id"], "returned": e["quantity"]} for e in await exposures_of(s, rc)]
+            for rc in rcs
+        }
+    async with httpx.AsyncClient(base_url=stack.base_url) as http:
+        for rc_id, quantities in forms.items():
+            r = await http.post(
+                ack_path(rc_id, secret=stack.settings.secret_key),
+                json={
+                    "received_and_understood": True,
+                    "name": "Pharmacist",
+                    "actions_completed": True,
+                    "quantities": quantities,
+                },
+            )
+            assert r.status_code == 201, r.text
+
+
+async def test_completes_when_everyone_answered_and_quantities_reconcile(recall_stack):
+    stack = recall_stack
+    await build_world(stack.sessions)
+    created = await post_recall(stack, level=3)
+    handle = stack.client.get_workflow_handle(created["workflow_id"])
+    task = await approval_task(stack, created["id"])
+    await handle.execute_update("sign_off", signoff(task.id, "mgr1", "qa_manager"), result_type=SignOffResult)
+
+    async def sent(s):
+        return await s.scalar(select(func.count()).select_from(Notice)) == 6
+
+    await wait_for(sent, stack)
+    await acknowledge_all(stack, created["id"])
+    outcome = RecallOutcome.model_validate(await handle.result())
+    assert outcome.status == RecallStatus.completed and outcome.summary_report_id
+    async with stack.sessions() as s:
+        summary = await s.get(RecallReport, outcome.summary_report_id)
+        assert "all consignee x lot rows reconcile" in summary.body_text
+        assert "MGR1" in summary.body_text  # the approval signature is shown on the report
+        open_tasks = await s.scalar(select(func.count()).select_from(Task).where(Task.status == "open"))
+        assert open_tasks == 0
+
+
+async def test_widening_the_scope_notifies_only_the_new_consignees(recall_stack):
+    stack = recall_stack
+    world = await build_world(stack.sessions)
+    # A fourth hospital received only lot P-101, which the first scope (P-100 alone) does not reach.
+    async with stack.sessions() as s, s.begin():
+        from datetime import date
+
+        from domain.models import Shipment, ShipmentLine
+        from tests import factories as f
+
+        h4 = await f.consignee(s, "H4")
+        sh = Shipment(ref="S9", consignee_id=h4.id, shipped_on=date(2026, 4, 1))
+        s.add(sh)
+        await s.flush()
+        s.add(ShipmentLine(shipment_id=sh.id, lot_id=world.finished[1], quantity=7))
+    created = await post_recall(stack, level=2, product="PUMP", lot="P-100")
+    handle = stack.client.get_workflow_handle(created["workflow_id"])
+    task = await approval_task(stack, created["id"])
+    await handle.execute_update("sign_off", signoff(task.id, "mgr1", "qa_manager"), result_type=SignOffResult)
+
+    async def first(s):
+        return await s.scalar(select(func.count()).select_from(Notice)) == 6
+
+    await wait_for(first, stack)
+    async with httpx.AsyncClient(base_url=stack.base_url) as http:
+        r = await http.post(
+            f"/api/recalls/{created['id']}/scope",
+            headers=token(stack, "qa1", Role.qa),
+            json={"suspects": [{"product_code": "PUMP", "lot_number": "P-101"}], "reason": "also"},
+        )
+    assert r.status_code == 200, r.text
+    diff = r.json()
+    assert (
+        diff["version"] == 2 and diff["added_lots"] == ["PUMP/P-101"] and diff["added_consignees"] == ["H4"]
+    )
+
+    async def second(s):
+        return await s.scalar(select(func.count()).select_from(Notice)) == 8
+
+    await wait_for(second, stack)
+    async with stack.sessions() as s:
+        h4_id = await s.scalar(select(RecallConsignee.consignee_id).where(RecallConsignee.version == 2))
+        new = list(await s.scalars(select(Notice).where(Notice.consignee_id == h4_id)))
+        assert {n.channel.value for n in new} == {"email", "sms"} and {n.attempt for n in new} == {1}
+        assert [h.reference for h in await active_holds(s, world.finished[1])] == [f"recall-{created['id']}"]
+
+
+async def test_eu_fsca_gate_holds_notices_until_reported(recall_stack):
+    stack = recall_stack
+    await build_world(stack.sessions)
+    async with httpx.AsyncClient(base_url=stack.base_url) as http:
+        r = await http.post(
+            "/api/recalls",
+            headers=token(stack, "qa1", Role.qa),
+            json={
+                "suspects": [{"product_code": "RESIN", "lot_number": "R-001"}],
+                "reason": "Seal may leak",
+                "hazard": "Leak",
+                "jurisdictions": ["EU"],
+            },
+        )
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "nmpa_level"  # no severity given
+        r = await http.post(
+            "/api/recalls",
+            headers=token(stack, "qa1", Role.qa),
+            json={
+                "suspects": [{"product_code": "RESIN", "lot_number": "R-001"}],
+                "reason": "Seal may leak",
+                "hazard": "Leak",
+                "jurisdictions": ["EU"],
+                "fda_class": "II",
+            },
+        )
+    assert r.status_code == 201, r.text
+    created = r.json()
+    handle = stack.client.get_workflow_handle(created["workflow_id"])
+    task = await approval_task(stack, created["id"])
+    await handle.execute_update("sign_off", signoff(task.id, "mgr1", "qa_manager"), result_type=SignOffResult)
+
+    async def gated(s):
+        return await s.scalar(select(Task).where(Task.kind == "report_fsca"))
+
+    fsca = await wait_for(gated, stack)
+    async with stack.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(Notice)) == 0  # nothing sent before the report
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(
+            "sign_off", signoff(fsca.id, "mgr1", "qa_manager"), result_type=SignOffResult
+        )
+    await handle.execute_update("sign_off", signoff(fsca.id, "reg1", "regulatory"), result_type=SignOffResult)
+
+    async def sent(s):
+        return await s.scalar(select(func.count()).select_from(Notice)) == 6
+
+    await wait_for(sent, stack)
