@@ -13,7 +13,6 @@ from domain.db import transaction
 from domain.models import Consignee
 from domain.policy.recall import recall_schedule
 from domain.policy.schedule import RecallPolicyInput, RecallSchedule
-from domain.recalls import reports
 from domain.recalls import service as recalls
 from domain.recalls.models import Recall, RecallConsignee
 from domain.recalls.payloads import (
@@ -27,8 +26,6 @@ from domain.recalls.payloads import (
     PlannedStep,
     Progress,
     RecallPlan,
-    ReportRef,
-    ReportRequest,
     ScopeSummary,
     SignRecord,
     StatusChange,
@@ -228,12 +225,3 @@ class RecallStore:
                 auth_method=r.auth_method,
             )
             return sig.id
-
-    @activity.defn(name=names.RENDER_REPORT)
-    async def render_report(self, req: ReportRequest) -> ReportRef:
-        """Render a report from the records and store it (idempotent by kind and sequence)."""
-        async with transaction(self.sessions) as s:
-            report = await reports.render_and_store(
-                s, recall_id=req.recall_id, kind=req.kind, sequence=req.sequence
-            )
-            return ReportRef(report_id=report.id, kind=report.kind, sequence=report.sequence)

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 from enum import Enum
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -177,9 +178,12 @@ _MAX_QUANTITY = 2**62
 
 
 def _positive(v: str) -> int:
-    if not _WHOLE.fullmatch(v):
+    if v.isascii() and v.isdigit():  # the common case, without the regex
+        n = int(v)
+    elif _WHOLE.fullmatch(v):
+        n = int(v)
+    else:
         raise _Bad(f"must be a positive whole number, got {v!r}")
-    n = int(v)
     if n <= 0:
         raise _Bad(f"must be a positive whole number, got {n}")
     if n > _MAX_QUANTITY:
@@ -949,9 +953,9 @@ class _Import:
 
     @staticmethod
     def _keys(chunk: list[_Row], *columns: str) -> set[tuple]:
-        """The values of ``columns`` in the rows where all of them could be read."""
-        keys = {tuple(r[c] for c in columns) for r in chunk}
-        return {k for k in keys if None not in k}
+        """The values of two or more ``columns`` in the rows where all of them could be read."""
+        get = itemgetter(*columns)
+        return {k for k in map(get, chunk) if None not in k}
 
     async def _check_serials(self, file: str) -> None:
         seen: dict[tuple[str, str], int] = {}

@@ -22,6 +22,7 @@ def workflows() -> list[type]:
 
 def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> list[Callable]:
     """Activity callables (bound methods of activity classes built here with their clients)."""
+    from activities.documents import RecallDocuments
     from activities.notify import NoticeSender
     from activities.store import RecallStore
     from activities.tasks import TaskActivities
@@ -29,6 +30,7 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
     store = RecallStore(sessions)
     tasks = TaskActivities(sessions)
     sender = NoticeSender(sessions, settings)
+    documents = RecallDocuments(sessions, settings)
     return [
         store.freeze_scope,
         store.approval_plan,
@@ -38,7 +40,7 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
         store.progress,
         store.follow_up,
         store.sign_record,
-        store.render_report,
+        documents.render_report,
         tasks.open_task,
         tasks.sign_task,
         tasks.nudge_task,

@@ -113,6 +113,30 @@ class EmailChannel:
             if smtp is not None:
                 await self._quit(smtp)
 
+    async def send_document(
+        self, *, key: str, to: Sequence[str], subject: str, text: str, html: str | None = None
+    ) -> list[str]:
+        """Mail a document (a report) to people; returns the addresses the server accepted.
+
+        The Message-ID comes from ``key``, so a document mailed again is recognisable as the same one.
+        """
+        msg = MIMEMultipart("alternative")
+        msg["From"] = formataddr(parseaddr(self._settings.mail_from), charset="utf-8")
+        msg["To"] = ", ".join(to)
+        msg["Subject"] = Header(subject, "utf-8")
+        msg["Date"] = formatdate(usegmt=True)
+        msg["Message-ID"] = message_id(key, self._domain)
+        msg["Auto-Submitted"] = "auto-generated"
+        msg.attach(MIMEText(text, "plain", _UTF8_BASE64))
+        if html:
+            msg.attach(MIMEText(html, "html", _UTF8_BASE64))
+        smtp = await self._connect()
+        try:
+            refused, _reply = await smtp.send_message(msg, sender=self._sender, recipients=list(to))
+        finally:
+            await self._quit(smtp)
+        return [a for a in to if a not in refused]
+
     async def _connect(self) -> aiosmtplib.SMTP:
         s = self._settings
         smtp = aiosmtplib.SMTP(

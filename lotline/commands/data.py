@@ -28,6 +28,14 @@ CONTRACT = escape(
 )
 
 
+def _login() -> str | None:
+    """Who runs the command, for the ledger entries the import posts."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment
+        return None
+
+
 def _issues_table(title: str, issues: list[ImportIssue]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in ("file", "line", "column", "reason"):
@@ -50,7 +58,7 @@ async def _import(files: dict[str, Path], progress: Progress) -> ImportResult:
     engine = make_engine(get_settings().database_url)
     try:
         async with make_session_factory(engine)() as session, session.begin():
-            return await import_csv(session, files=files, on_progress=on_progress, user=getpass.getuser())
+            return await import_csv(session, files=files, on_progress=on_progress, user=_login())
     finally:
         await engine.dispose()
 

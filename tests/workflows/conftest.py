@@ -142,7 +142,14 @@ async def build_world(sessions, *, users: bool = True) -> World:
                 ("reg1", [Role.regulatory]),
                 ("qamgr", [Role.qa, Role.qa_manager]),
             ):
-                await create_user(s, username=name, full_name=name.upper(), roles=roles, password=PASSWORD)
+                await create_user(
+                    s,
+                    username=name,
+                    full_name=name.upper(),
+                    roles=roles,
+                    password=PASSWORD,
+                    email=f"{name}@lotline.example.org",
+                )
         return World(component=comp.id, finished=[a.id, b.id], consignees=[h.id for h in hospitals])
 
 
@@ -155,3 +162,10 @@ async def wait_for(predicate, stack: RecallStack, seconds: float = 20.0):
             return value
         await asyncio.sleep(0.1)
     raise AssertionError("condition not reached in time")
+
+
+def notice_mails(stack: RecallStack) -> list:
+    """Recall notices in the dev mailbox (reports mailed to regulatory affairs are left out)."""
+    from notifications.devmail import list_messages
+
+    return [m for m in list_messages(stack.maildir) if "X-Lotline-Notice" in m.headers]

@@ -20,7 +20,7 @@ from domain.enums import Role
 from domain.models import Consignee, DevSmsMessage
 from domain.recalls.models import Recall, RecallConsignee, Response, ResponseQuantity
 from notifications.devmail import list_messages
-from tests.workflows.conftest import PASSWORD, build_world, wait_for
+from tests.workflows.conftest import PASSWORD, build_world, notice_mails, wait_for
 from tests.workflows.test_recall_workflow import approval_task, post_recall, token
 
 pytestmark = pytest.mark.temporal
@@ -61,7 +61,7 @@ async def test_one_by_link_one_by_sms_one_never(recall_stack, time_env):
     stack = recall_stack
     await build_world(stack.sessions)
     created = await start_and_approve(stack)
-    assert len(list_messages(stack.maildir)) == 3
+    assert len(notice_mails(stack)) == 3
     async with stack.sessions() as s:
         consignees = {c.code: c for c in await s.scalars(select(Consignee))}
     h1_mail = next(m for m in list_messages(stack.maildir) if consignees["H1"].email in m.envelope_to)

@@ -20,7 +20,7 @@ from domain.recalls.payloads import RecallOutcome, RecallStatus
 from domain.tasks.models import Signature, Task
 from domain.tasks.payloads import SignatureMeaning, SignOff, SignOffResult
 from notifications.devmail import list_messages
-from tests.workflows.conftest import PASSWORD, build_world, wait_for
+from tests.workflows.conftest import PASSWORD, build_world, notice_mails, wait_for
 
 pytestmark = pytest.mark.temporal
 
@@ -140,7 +140,7 @@ async def test_approval_refuses_the_initiator_and_wrong_roles_then_contains_and_
         assert await balance(s, lot_id=world.finished[0], status=StockStatus.blocked) == 50
         texts = list(await s.scalars(select(DevSmsMessage)))
         assert len(texts) == 3
-    mails = list_messages(stack.maildir)
+    mails = notice_mails(stack)
     assert len(mails) == 3
     assert any("紧急" in (m.subject or "") for m in mails) and any(
         "URGENT" in (m.subject or "") for m in mails
@@ -266,8 +266,11 @@ async def test_completes_when_everyone_answered_and_quantities_reconcile(recall_
         summary = await s.get(RecallReport, outcome.summary_report_id)
         assert "all consignee x lot rows reconcile" in summary.body_text
         assert "MGR1" in summary.body_text  # the approval signature is shown on the report
+        assert summary.mailed_to == ["reg1@lotline.example.org"]  # regulatory affairs gets every report
         open_tasks = await s.scalar(select(func.count()).select_from(Task).where(Task.status == "open"))
         assert open_tasks == 0
+    mailed = [m for m in list_messages(stack.maildir) if "reg1@lotline.example.org" in m.envelope_to]
+    assert any(summary.title in m.subject for m in mailed)
 
 
 async def test_widening_the_scope_notifies_only_the_new_consignees(recall_stack):
