@@ -35,6 +35,13 @@ from domain.tasks.payloads import TaskSpec
 from workflows import names
 
 APPROVER_ROLES = ["qa_manager"]
+# Where a CN recall is announced, by level (DOMAIN.md: level 1 national regulator's site and central
+# media; levels 2 and 3 the provincial regulator's site).
+PUBLICATION = {
+    1: "the NMPA website and central media",
+    2: "the provincial medical products administration website",
+    3: "the provincial medical products administration website",
+}
 ESCALATION_ROLES = ["qa_manager", "admin"]
 
 
@@ -111,6 +118,28 @@ class RecallStore:
                             details={"source": dl.source, "rule": dl.rule},
                         ),
                     )
+            if "CN" in recall.jurisdictions and recall.nmpa_level:
+                where = PUBLICATION[recall.nmpa_level]
+                await tasks.open_task(
+                    s,
+                    spec=TaskSpec(
+                        process="recall",
+                        kind="publish_announcement",
+                        title=f"{recall.reference}: publish the recall announcement on {where}",
+                        record_type="recall",
+                        record_id=recall.id,
+                        candidate_roles=["regulatory"],
+                        due_at=sched.notify_deadline,
+                        priority=1,
+                        workflow_id=recall.workflow_id,
+                        business_key=f"recall-{recall.id}-publish",
+                        details={
+                            "where": where,
+                            "rule": "NMPA recall measures: public announcement by level",
+                            "url": None,
+                        },
+                    ),
+                )
         return RecallPlan(
             decided_at=sched.decision_at,
             notify_deadline=sched.notify_deadline,

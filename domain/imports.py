@@ -1283,7 +1283,6 @@ class _Import:
 
     async def _write_shipments(self, file: str) -> FileCounts:
         counts = FileCounts()
-        heads = Shipment.__table__
         for chunk in self._chunks(file):
             lots = await self._stored_lots({(r["product_code"], r["lot_number"]) for r in chunk})
             serials = await self._stored_serials(
@@ -1304,10 +1303,8 @@ class _Import:
                         "shipped_on": r["shipped_on"],
                     }
             if new_heads:
-                created = await self.s.execute(
-                    insert(heads).returning(heads.c.ref, heads.c.id), list(new_heads.values())
-                )
-                ids.update({ref: id_ for ref, id_ in created})
+                await self._insert(Shipment, list(new_heads.values()))
+                ids.update({ref: s.id for ref, s in (await self._stored_shipments(set(new_heads))).items()})
             new = []
             for r in chunk:
                 serial = serials[(r["product_code"], r["serial"])].id if r["serial"] is not None else None

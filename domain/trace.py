@@ -33,7 +33,6 @@ from sqlalchemy import (
     Date,
     Integer,
     String,
-    and_,
     bindparam,
     case,
     cast,
@@ -80,6 +79,9 @@ edges = GenealogyEdge.__table__
 lots_t = Lot.__table__
 products_t = Product.__table__
 
+# Predecessor keys pack (depth, lot id) into one integer: lot ids stay below 2^40, depths below 2^23.
+_VIA = 1 << 40
+_LOT_ID_MASK = _VIA - 1
 # Every branch of the result UNION ALL has these columns; a branch fills what it needs.
 _TEXT_COLUMNS = 8
 _INT_COLUMNS = 3
@@ -240,9 +242,7 @@ def _walk(forward: bool) -> tuple[CTE, CTE, CTE]:
         .where(w.c.depth < bindparam("max_depth", type_=Integer))
     )
     reach = select(walk.c.lot_id, func.min(walk.c.depth).label("depth")).group_by(walk.c.lot_id).cte("reach")
-    # Materialised (PostgreSQL inlines a CTE used once; SQLite materialises one used twice, as this is):
-    # joined back to ``reach`` on (lot_id, depth) it yields predecessors, and the planner, misled by the
-    # recursive CTE's row estimate, must not get the chance to join reach to itself on depth alone.
+    # Materialised: used for predecessors and for the cut-off check, and each edge is read once.
     steps = (
         select(reach.c.depth.label("from_depth"), src.label("from_id"), dst.label("to_id"))
         .select_from(reach.join(edges, src == reach.c.lot_id))
@@ -280,13 +280,12 @@ def _row(
 
 
 def _lots_branch(reach: CTE, steps: CTE) -> Select[Any]:
-    """Reached lots with their product, depth and a predecessor: a neighbour one level nearer the origin."""
-    r = reach.alias("r")
+    """Reached lots with their product, depth and a predecessor key (see ``_VIA``)."""
+    # The nearest neighbour towards the origin, smallest id first, in one aggregate and no join:
+    # MIN(depth * 2^40 + id). Its depth is always this lot's depth - 1 (for lots other than origins).
+    via_key = func.min(steps.c.from_depth * literal_column(str(_VIA), BigInteger) + steps.c.from_id)
     pred = (
-        select(steps.c.to_id.label("lot_id"), func.min(steps.c.from_id).label("via"))
-        .select_from(steps.join(r, and_(r.c.lot_id == steps.c.to_id, r.c.depth == steps.c.from_depth + 1)))
-        .group_by(steps.c.to_id)
-        .subquery("pred")
+        select(steps.c.to_id.label("lot_id"), via_key.label("via")).group_by(steps.c.to_id).subquery("pred")
     )
     return select(
         *_row(
@@ -336,15 +335,27 @@ def _statement(*, forward: bool, scope: bool, include_shipments: bool) -> Select
             .select_from(reach.join(sl, sl.c.lot_id == reach.c.lot_id).join(sh, sh.c.id == sl.c.shipment_id))
             .cte("lines")
         )
-        per_consignee = (
+        # Two plain GROUP BYs rather than COUNT(DISTINCT lot_id): both hash, where a DISTINCT aggregate
+        # makes PostgreSQL sort every shipment line of the scope.
+        per_lot = (
             select(
                 lines.c.consignee_id,
                 func.sum(lines.c.quantity).label("quantity"),
-                func.count(lines.c.lot_id.distinct()).label("lots"),
                 func.min(lines.c.shipped_on).label("first_on"),
                 func.max(lines.c.shipped_on).label("last_on"),
             )
-            .group_by(lines.c.consignee_id)
+            .group_by(lines.c.consignee_id, lines.c.lot_id)
+            .subquery("per_lot")
+        )
+        per_consignee = (
+            select(
+                per_lot.c.consignee_id,
+                func.sum(per_lot.c.quantity).label("quantity"),
+                func.count().label("lots"),
+                func.min(per_lot.c.first_on).label("first_on"),
+                func.max(per_lot.c.last_on).label("last_on"),
+            )
+            .group_by(per_lot.c.consignee_id)
             .subquery("per_consignee")
         )
         c, parent = Consignee.__table__.alias("c"), Consignee.__table__.alias("parent")
@@ -423,25 +434,16 @@ def _check_args(lot_ids: Iterable[int], max_depth: int) -> list[int]:
 class _Walked:
     """The rows of one trace statement, sorted out by branch."""
 
-    def __init__(self, rows: Iterable[Any]) -> None:
-        self.lots: list[Any] = []
-        self.stock: list[Any] = []
-        self.lines: list[Any] = []
-        self.consignees: list[Any] = []
-        self.at_bound = 0
-        self.cut = False
+    def __init__(self, rows: Sequence[Any]) -> None:
+        by_kind: dict[str, list[Any]] = {"lot": [], "stock": [], "line": [], "consignee": [], "bound": []}
         for row in rows:
-            kind = row[0]
-            if kind == "lot":
-                self.lots.append(row)
-            elif kind == "line":
-                self.lines.append(row)
-            elif kind == "stock":
-                self.stock.append(row)
-            elif kind == "consignee":
-                self.consignees.append(row)
-            else:
-                self.at_bound, self.cut = int(row[2] or 0), bool(row[3])
+            by_kind[row[0]].append(row)
+        self.lots = by_kind["lot"]
+        self.stock = by_kind["stock"]
+        self.lines = by_kind["line"]
+        self.consignees = by_kind["consignee"]
+        (bound,) = by_kind["bound"]
+        self.at_bound, self.cut = bool(bound[2]), bool(bound[3])
 
 
 def _traced_lots(rows: list[Any]) -> tuple[list[dict[str, Any]], dict[int, str]]:
@@ -451,9 +453,9 @@ def _traced_lots(rows: list[Any]) -> tuple[list[dict[str, Any]], dict[int, str]]
     paths: dict[int, list[str]] = {}
     out = []
     for r in rows:
-        lot_id, via = r[1], r[3]
+        lot_id = r[1]
         # Rows come shallowest first, so a predecessor's path is always built already.
-        path = [*paths[via], labels[lot_id]] if via is not None else [labels[lot_id]]
+        path = [*paths[r[3] & _LOT_ID_MASK], labels[lot_id]] if r[2] else [labels[lot_id]]
         paths[lot_id] = path
         out.append(
             {
@@ -514,7 +516,7 @@ async def _run(
 ) -> tuple[_Walked, list[dict[str, Any]], dict[str, Any]]:
     params = {"origin_ids": lot_ids, "max_depth": max_depth}
     stmt = _cached_statement(forward=forward, scope=scope, include_shipments=include_shipments)
-    walked = _Walked(await session.execute(stmt, params))
+    walked = _Walked((await session.execute(stmt, params)).all())
     lots, labels = _traced_lots(walked.lots)
     missing = sorted(set(lot_ids).difference(d["lot_id"] for d in lots if d["depth"] == 0))
     if missing:

@@ -228,6 +228,11 @@ class RecallWorkflow:
         )
         await workflow.execute_activity(names.CONTAIN, rid, result_type=int, **STORE)
         await self._report("cn_event" if "CN" in start.jurisdictions else "event")
+        # Drafts of the regulator documents due later; filing them is a task opened by the decision.
+        if "CN" in start.jurisdictions:
+            await self._report("cn_plan")
+        if "US" in start.jurisdictions:
+            await self._report("us_806")
 
         if self._plan.eu_gate and not await self._fsca_gate(start):
             return await self._finish(self._ending_status or RecallStatus.cancelled, summary=False)

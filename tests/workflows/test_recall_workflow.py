@@ -172,7 +172,8 @@ async def test_follow_up_resends_switches_and_marks_overdue_then_reports(recall_
     await handle.execute_update("sign_off", signoff(task.id, "mgr1", "qa_manager"), result_type=SignOffResult)
 
     async def first_round(s):
-        return await s.scalar(select(func.count()).select_from(Notice).where(Notice.attempt == 1)) == 6
+        delivered = await s.scalar(select(func.count()).select_from(Notice).where(Notice.state == "delivered"))
+        return delivered == 3  # the three texts, by the endpoint's signed status callbacks
 
     await wait_for(first_round, stack)
     await time_env.sleep(timedelta(days=4))  # past the 3-day notify deadline of level 2
@@ -186,7 +187,12 @@ async def test_follow_up_resends_switches_and_marks_overdue_then_reports(recall_
     await wait_for(overdue, stack)
     async with stack.sessions() as s:
         attempts = set(await s.scalars(select(Notice.attempt)))
-        assert max(attempts) >= 2, attempts  # resent before the deadline
+        assert attempts == {1, 2, 3, 4}, attempts  # resend, switch channel, resend, then the deadline
+        # SMS showed delivery (signed status callbacks), e-mail cannot: the switch round goes by e-mail.
+        switched = set(await s.scalars(select(Notice.channel).where(Notice.attempt == 3)))
+        assert {c.value for c in switched} == {"email"}
+        kinds = set(await s.scalars(select(Task.kind)))
+        assert {"publish_announcement", "file:cn.event_report", "file:cn.plan"} <= kinds
         calls = await s.scalar(select(func.count()).select_from(Task).where(Task.kind == "call_consignee"))
         assert calls == 3
         progress_reports = await s.scalar(
@@ -368,3 +374,33 @@ async def test_eu_fsca_gate_holds_notices_until_reported(recall_stack):
         return await s.scalar(select(func.count()).select_from(Notice)) == 6
 
     await wait_for(sent, stack)
+
+
+async def test_cancelled_before_approval_with_a_signed_justification(recall_stack):
+    stack = recall_stack
+    await build_world(stack.sessions)
+    created = await post_recall(stack, level=1)
+    handle = stack.client.get_workflow_handle(created["workflow_id"])
+    task = await approval_task(stack, created["id"])
+    async with httpx.AsyncClient(base_url=stack.base_url) as http:
+        qa_try = await http.post(
+            f"/api/recalls/{created['id']}/close",
+            headers=token(stack, "qa1", Role.qa),
+            json={"password": PASSWORD, "justification": "Raised in error, wrong lot"},
+        )
+        assert qa_try.status_code == 403
+        r = await http.post(
+            f"/api/recalls/{created['id']}/close",
+            headers=token(stack, "mgr1", Role.qa_manager),
+            json={"password": PASSWORD, "justification": "Raised in error, wrong lot"},
+        )
+        assert r.status_code == 200, r.text
+    outcome = RecallOutcome.model_validate(await handle.result())
+    assert outcome.status == RecallStatus.cancelled
+    async with stack.sessions() as s:
+        t = await s.get(Task, task.id)
+        await s.refresh(t)
+        assert t.status.value == "cancelled"
+        sig = await s.scalar(select(Signature).where(Signature.record_id == created["id"]))
+        assert sig.meaning.value == "cancelled" and sig.reason == "Raised in error, wrong lot"
+        assert await s.scalar(select(func.count()).select_from(Notice)) == 0
