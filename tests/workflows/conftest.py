@@ -153,7 +153,7 @@ async def build_world(sessions, *, users: bool = True) -> World:
         return World(component=comp.id, finished=[a.id, b.id], consignees=[h.id for h in hospitals])
 
 
-async def wait_for(predicate, stack: RecallStack, seconds: float = 20.0):
+async def wait_for(predicate, stack: RecallStack, seconds: float = 60.0):
     """Poll the store until ``predicate(session)`` is truthy (real time; the workflow runs meanwhile)."""
     for _ in range(int(seconds / 0.1)):
         async with stack.sessions() as s:
