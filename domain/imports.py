@@ -2,10 +2,14 @@
 
 How it works: every file is read twice, streaming. The first pass checks everything (values,
 duplicates, references to the files or to the store, conflicts with stored records) and collects
-every problem as an :class:`ImportIssue` naming file, line, column and reason; if there is any,
-:class:`ImportRejected` is raised and nothing has been written. The second pass writes, in chunks
-(bulk ``INSERT`` through SQLAlchemy Core), inside the caller's transaction, so a failure half-way
-rolls the whole import back.
+every problem as an :class:`ImportIssue` naming file, line, column and reason, sorted by file and
+line; if there is any, :class:`ImportRejected` is raised and nothing has been written. The second
+pass writes in chunks (a Core ``executemany``; ``COPY`` on PostgreSQL) inside the caller's
+transaction, so a failure half-way rolls the whole import back; a unique key taken meanwhile by
+another writer becomes :class:`~domain.errors.Conflict` ("run it again"). ``on_progress(step,
+rows_done, rows_total)`` hears about both passes, ``step`` being ``"check <file>"`` or
+``"write <file>"``. A reference into a file some of whose rows could not be read is not reported
+as unknown: that file's own errors refuse the import already, and follow-on errors would bury them.
 
 Decisions:
 
@@ -79,7 +83,8 @@ RACE = (
 )
 
 # A file's content: a path, the bytes, a seekable binary file, or a function that opens one.
-Source = Path | str | bytes | BinaryIO | Callable[[], BinaryIO]
+# (Not a str: it would be unclear whether it is a path or the text.)
+Source = Path | bytes | BinaryIO | Callable[[], BinaryIO]
 # Called as rows go by: (step, rows_done, rows_total); step is "check <file>" or "write <file>".
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -290,18 +295,22 @@ def _show(v: Any) -> str:
 def _open(source: Source) -> Iterator[BinaryIO]:
     if isinstance(source, bytes | bytearray):
         yield io.BytesIO(source)
-    elif isinstance(source, str | Path):
+    elif isinstance(source, Path):
         with open(source, "rb") as f:
             yield f
     elif hasattr(source, "read"):
         source.seek(0)  # type: ignore[union-attr]
         yield source  # type: ignore[misc]
-    else:
-        f = source()  # type: ignore[operator]
+    elif callable(source):
+        f = source()
         try:
             yield f
         finally:
             f.close()
+    else:
+        raise TypeError(
+            f"a source is a Path, bytes, a binary file or a function opening one, not {source!r:.40}"
+        )
 
 
 def _count_rows(source: Source) -> int:
