@@ -172,7 +172,9 @@ async def test_follow_up_resends_switches_and_marks_overdue_then_reports(recall_
     await handle.execute_update("sign_off", signoff(task.id, "mgr1", "qa_manager"), result_type=SignOffResult)
 
     async def first_round(s):
-        delivered = await s.scalar(select(func.count()).select_from(Notice).where(Notice.state == "delivered"))
+        delivered = await s.scalar(
+            select(func.count()).select_from(Notice).where(Notice.state == "delivered")
+        )
         return delivered == 3  # the three texts, by the endpoint's signed status callbacks
 
     await wait_for(first_round, stack)
