@@ -139,20 +139,8 @@ class RecallWorkflow:
     @workflow.update
     async def close(self, c: CloseRequest) -> int:
         """Close (after approval) or cancel (before) with a signed justification; returns the signature."""
-        meaning = "cancelled" if self._status in (RecallStatus.awaiting_approval,) else "closed"
-        sig = await workflow.execute_activity(
-            names.SIGN_RECORD,
-            SignRecord(
-                recall_id=self._start.recall_id,
-                username=c.username,
-                printed_name=c.printed_name,
-                meaning=meaning,
-                reason=c.justification,
-                auth_method=c.auth_method,
-            ),
-            result_type=int,
-            **STORE,
-        )
+        meaning = "cancelled" if self._status == RecallStatus.awaiting_approval else "closed"
+        sig = await self._sign_record(c, meaning)
         self._ending_status = RecallStatus.cancelled if meaning == "cancelled" else RecallStatus.closed
         self._ending = c
         return sig
@@ -173,21 +161,25 @@ class RecallWorkflow:
     @workflow.update
     async def urgent_override(self, c: CloseRequest) -> int:
         """Send the FSN before the FSCA is reported to the authority, with a signed justification."""
-        sig = await workflow.execute_activity(
+        sig = await self._sign_record(c, "overridden")
+        self._override = c.justification
+        return sig
+
+    async def _sign_record(self, c: CloseRequest, meaning: str) -> int:
+        """Store a signature on the recall itself (no task): closure, cancellation, urgent override."""
+        return await workflow.execute_activity(
             names.SIGN_RECORD,
             SignRecord(
                 recall_id=self._start.recall_id,
                 username=c.username,
                 printed_name=c.printed_name,
-                meaning="overridden",
+                meaning=meaning,
                 reason=c.justification,
                 auth_method=c.auth_method,
             ),
             result_type=int,
             **STORE,
         )
-        self._override = c.justification
-        return sig
 
     @urgent_override.validator
     def _may_override(self, c: CloseRequest) -> None:

@@ -406,3 +406,52 @@ async def test_cancelled_before_approval_with_a_signed_justification(recall_stac
         sig = await s.scalar(select(Signature).where(Signature.record_id == created["id"]))
         assert sig.meaning.value == "cancelled" and sig.reason == "Raised in error, wrong lot"
         assert await s.scalar(select(func.count()).select_from(Notice)) == 0
+
+
+async def test_eu_urgent_override_sends_before_the_fsca_report_with_a_signed_justification(recall_stack):
+    stack = recall_stack
+    await build_world(stack.sessions)
+    async with httpx.AsyncClient(base_url=stack.base_url) as http:
+        r = await http.post(
+            "/api/recalls",
+            headers=token(stack, "qa1", Role.qa),
+            json={
+                "suspects": [{"product_code": "RESIN", "lot_number": "R-001"}],
+                "reason": "Seal may leak",
+                "hazard": "Leak",
+                "jurisdictions": ["EU"],
+                "fda_class": "I",
+            },
+        )
+        created = r.json()
+        task = await approval_task(stack, created["id"])
+        handle = stack.client.get_workflow_handle(created["workflow_id"])
+        await handle.execute_update(
+            "sign_off", signoff(task.id, "mgr1", "qa_manager"), result_type=SignOffResult
+        )
+
+        async def gated(s):
+            return await s.scalar(select(Task).where(Task.kind == "report_fsca"))
+
+        await wait_for(gated, stack)
+        headers = token(stack, "mgr1", Role.qa_manager)
+        weak = await http.post(
+            f"/api/recalls/{created['id']}/urgent-override",
+            headers=headers,
+            json={"password": "wrong password", "justification": "Patients at risk today"},
+        )
+        assert weak.status_code == 401
+        ok = await http.post(
+            f"/api/recalls/{created['id']}/urgent-override",
+            headers=headers,
+            json={"password": PASSWORD, "justification": "Patients at risk today"},
+        )
+        assert ok.status_code == 200, ok.text
+
+    async def sent(s):
+        return await s.scalar(select(func.count()).select_from(Notice)) == 6
+
+    await wait_for(sent, stack)
+    async with stack.sessions() as s:
+        sig = await s.scalar(select(Signature).where(Signature.meaning == "overridden"))
+        assert sig.signer == "mgr1" and sig.reason == "Patients at risk today"
