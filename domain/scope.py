@@ -8,6 +8,7 @@ The JSON field names are a contract: ``lotline trace --json`` and ``GET /api/tra
 from __future__ import annotations
 
 from datetime import date
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -101,7 +102,7 @@ class TraceHealth(BaseModel):
 class ForwardTrace(TraceHealth):
     """Forward scope of suspect lots: every lot made from them, its stock, shipments and consignees."""
 
-    direction: str = "forward"
+    direction: Literal["forward"] = "forward"
     origin: list[LotRef]
     lots: list[TracedLot]
     stock: list[StockAtLocation] = Field(default_factory=list)
@@ -113,6 +114,6 @@ class ForwardTrace(TraceHealth):
 class BackwardTrace(TraceHealth):
     """Backward trace: every component and supplier lot the origin lots were made from."""
 
-    direction: str = "backward"
+    direction: Literal["backward"] = "backward"
     origin: list[LotRef]
     lots: list[TracedLot]

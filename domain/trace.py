@@ -1,32 +1,33 @@
 """Genealogy trace: forward from suspect lots to everything made from them, or backward to their components.
 
-One statement per trace, on SQLite and PostgreSQL alike. A recursive CTE walks the genealogy on
-``(lot_id, depth)`` with ``UNION`` (distinct), bounded by ``max_depth``:
+One statement per trace, the same on SQLite and PostgreSQL. A recursive CTE walks the genealogy on
+rows ``(lot_id, depth, via)`` with ``UNION`` (distinct), ``via`` being the lot the row came from,
+bounded by ``max_depth``:
 
-* It terminates on any data. ``UNION`` never re-expands a row it has seen, and the depth bound stops
-  a cycle, whose rows would otherwise grow deeper forever.
-* It never enumerates paths. A lot reached along many paths (diamonds, one component lot shared by
-  thousands of finished lots) is expanded once per distinct depth at which it is reached. In a real
-  genealogy that is once or a handful of times, so the cost is close to the edges of the reached
-  subgraph, read from the edge primary key (forward) or ``ix_genealogy_edges_parent`` (backward).
-* ``MIN(depth)`` per lot is the shortest distance from the nearest origin. One shortest path is
-  rebuilt afterwards from a predecessor per lot, any neighbour one level nearer the origin (it
-  always exists), instead of carrying paths through the recursion, where they would multiply.
+* It terminates on any data: ``UNION`` never re-expands a row it has produced, and the depth bound
+  stops a cycle, whose rows would otherwise grow deeper forever.
+* It never enumerates paths. A lot is expanded once per (depth, predecessor) at which it is
+  reached: diamonds and a component lot shared by thousands of finished lots cost about one visit
+  per edge of the reached subgraph, each an index-only probe of the edge primary key (forward) or
+  of ``ix_genealogy_edges_parent`` (backward).
+* One aggregate, ``MIN(depth * 2^40 + via)`` per lot, gives the shortest depth and, at that depth,
+  a predecessor; following predecessors rebuilds one shortest path per lot in Python, so paths are
+  never carried through the recursion, where they would multiply.
 
-The same statement feeds the aggregates: on-hand stock per location, shipment lines and consignees
-with summed quantities, each as a tagged branch of one ``UNION ALL``. The recursion runs once: both
-databases materialise a CTE that is used more than once. So a trace is one round trip at any size,
-and never one query per lot.
-
-When the walk reaches ``max_depth`` (only on bad data or a genealogy deeper than any real one), a
-second query fetches the edges among the reached lots to name a cycle if there is one. The result
-says ``truncated`` only when lots beyond the bound were really left out.
+The reached lots feed the scope in the same statement: on-hand stock per location, shipment lines
+and consignees with summed quantities, each a tagged branch of one ``UNION ALL`` (the CTE is
+materialised once, being used several times). So a trace is one round trip at any size, never one
+query per lot; only when the walk reaches ``max_depth`` (bad data with a cycle, or a genealogy
+deeper than any real one) does a second query fetch the edges among the reached lots to name the
+cycle. ``truncated`` is set only when lots beyond the bound were really left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from operator import itemgetter
+import gc
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -80,8 +81,9 @@ edges = GenealogyEdge.__table__
 lots_t = Lot.__table__
 products_t = Product.__table__
 
-# Predecessor keys pack (depth, lot id) into one integer: lot ids stay below 2^40, depths below 2^23.
-_VIA = 1 << 40
+# A walk key packs (depth, predecessor lot id) into one BIGINT: ids below 2^40, depths below 2^23.
+_VIA_BITS = 40
+_VIA = 1 << _VIA_BITS
 _LOT_ID_MASK = _VIA - 1
 # Every branch of the result UNION ALL has these columns; a branch fills what it needs.
 _TEXT_COLUMNS = 8
@@ -228,29 +230,30 @@ def _direction(forward: bool) -> tuple[ColumnElement[int], ColumnElement[int]]:
     return edges.c.parent_lot_id, edges.c.component_lot_id
 
 
-def _walk(forward: bool) -> tuple[CTE, CTE, CTE]:
-    """The recursive walk over (lot_id, depth), its reduction to the shortest depth per lot, and the
-    steps: every edge out of a reached lot, with the depth of the lot it leaves."""
+def _walk(forward: bool) -> tuple[CTE, CTE]:
+    """The recursive walk over (lot_id, depth, via), and per lot its shortest depth and a predecessor.
+
+    ``via`` is the lot a row was reached from (0 for an origin). Rows are distinct triples, so a lot
+    is expanded once per depth and predecessor at that depth: paths are never enumerated, and the
+    predecessor comes for free instead of costing a second pass over the edges.
+    """
     src, dst = _direction(forward)
-    anchor = select(lots_t.c.id.label("lot_id"), literal_column("0", Integer).label("depth")).where(
-        lots_t.c.id.in_(bindparam("origin_ids", expanding=True))
-    )
+    anchor = select(
+        lots_t.c.id.label("lot_id"),
+        literal_column("0", Integer).label("depth"),
+        cast(literal_column("0"), BigInteger).label("via"),
+    ).where(lots_t.c.id.in_(bindparam("origin_ids", expanding=True)))
     walk = anchor.cte("walk", recursive=True)
     w = walk.alias("w")
     walk = walk.union(
-        select(dst, w.c.depth + 1)
+        select(dst, w.c.depth + 1, w.c.lot_id)
         .select_from(w.join(edges, src == w.c.lot_id))
         .where(w.c.depth < bindparam("max_depth", type_=Integer))
     )
-    reach = select(walk.c.lot_id, func.min(walk.c.depth).label("depth")).group_by(walk.c.lot_id).cte("reach")
-    # Materialised: used for predecessors and for the cut-off check, and each edge is read once.
-    steps = (
-        select(reach.c.depth.label("from_depth"), src.label("from_id"), dst.label("to_id"))
-        .select_from(reach.join(edges, src == reach.c.lot_id))
-        .cte("steps")
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-    )
-    return walk, reach, steps
+    # MIN(depth * 2^40 + via): the shortest depth, and at that depth the smallest predecessor id.
+    key = func.min(walk.c.depth * literal_column(str(_VIA), BigInteger) + walk.c.via, type_=BigInteger)
+    reach = select(walk.c.lot_id, key.label("key")).group_by(walk.c.lot_id).cte("reach")
+    return walk, reach
 
 
 def _row(
@@ -280,47 +283,44 @@ def _row(
     return [c.label(n) for c, n in zip(cols, names, strict=True)]
 
 
-def _lots_branch(reach: CTE, steps: CTE) -> Select[Any]:
-    """Reached lots with their product, depth and a predecessor key (see ``_VIA``)."""
-    # The nearest neighbour towards the origin, smallest id first, in one aggregate and no join:
-    # MIN(depth * 2^40 + id). Its depth is always this lot's depth - 1 (for lots other than origins).
-    via_key = func.min(steps.c.from_depth * literal_column(str(_VIA), BigInteger) + steps.c.from_id)
-    pred = (
-        select(steps.c.to_id.label("lot_id"), via_key.label("via")).group_by(steps.c.to_id).subquery("pred")
-    )
+def _lots_branch(reach: CTE) -> Select[Any]:
+    """Reached lots with their product and their key: depth and predecessor (see ``_VIA``)."""
     return select(
         *_row(
             "lot",
             reach.c.lot_id,
-            ints=[reach.c.depth, pred.c.via],
+            ints=[reach.c.key],
             texts=[products_t.c.code, products_t.c.name, products_t.c.gtin, lots_t.c.lot_number],
             dates=[lots_t.c.expires_on],
         )
     ).select_from(
-        reach.join(lots_t, lots_t.c.id == reach.c.lot_id)
-        .join(products_t, products_t.c.id == lots_t.c.product_id)
-        .outerjoin(pred, pred.c.lot_id == reach.c.lot_id)
+        reach.join(lots_t, lots_t.c.id == reach.c.lot_id).join(
+            products_t, products_t.c.id == lots_t.c.product_id
+        )
     )
 
 
-def _bound_branch(walk: CTE, reach: CTE, steps: CTE) -> Select[Any]:
+def _bound_branch(walk: CTE, reach: CTE, forward: bool) -> Select[Any]:
     """Whether the walk reached the depth bound, and whether an edge from there leads outside the trace.
 
-    Only a lot whose shortest depth is the bound was not expanded, so only its edges can be cut off.
+    Rows at the bound are the only ones not expanded, so only their edges can have been cut off.
     """
+    src, dst = _direction(forward)
     max_depth = bindparam("max_depth", type_=Integer)
     at_bound = exists(select(literal_column("1")).select_from(walk).where(walk.c.depth == max_depth))
     cut = exists(
         select(literal_column("1"))
-        .select_from(steps)
-        .where(steps.c.from_depth == max_depth, ~exists().where(reach.c.lot_id == steps.c.to_id))
+        .select_from(walk.join(edges, src == walk.c.lot_id))
+        .where(walk.c.depth == max_depth, ~exists().where(reach.c.lot_id == dst))
     )
     return select(*_row("bound", ints=[case((at_bound, 1), else_=0), case((cut, 1), else_=0)]))
 
 
+@cache
 def _statement(*, forward: bool, scope: bool, include_shipments: bool) -> Select[Any]:
-    walk, reach, steps = _walk(forward)
-    branches: list[Select[Any]] = [_lots_branch(reach, steps), _bound_branch(walk, reach, steps)]
+    """The statement for one shape of trace, built once (SQLAlchemy caches its compiled form too)."""
+    walk, reach = _walk(forward)
+    branches: list[Select[Any]] = [_lots_branch(reach), _bound_branch(walk, reach, forward)]
     if scope:
         sb, loc = StockBalance.__table__, Location.__table__
         branches.append(
@@ -337,11 +337,12 @@ def _statement(*, forward: bool, scope: bool, include_shipments: bool) -> Select
             .cte("lines")
         )
         # Two plain GROUP BYs rather than COUNT(DISTINCT lot_id): both hash, where a DISTINCT aggregate
-        # makes PostgreSQL sort every shipment line of the scope.
+        # makes PostgreSQL sort every shipment line of the scope. SUMs cast back to BIGINT: PostgreSQL
+        # sums bigints into numeric, which would turn the whole UNION column into numeric.
         per_lot = (
             select(
                 lines.c.consignee_id,
-                func.sum(lines.c.quantity).label("quantity"),
+                cast(func.sum(lines.c.quantity), BigInteger).label("quantity"),
                 func.min(lines.c.shipped_on).label("first_on"),
                 func.max(lines.c.shipped_on).label("last_on"),
             )
@@ -351,7 +352,7 @@ def _statement(*, forward: bool, scope: bool, include_shipments: bool) -> Select
         per_consignee = (
             select(
                 per_lot.c.consignee_id,
-                func.sum(per_lot.c.quantity).label("quantity"),
+                cast(func.sum(per_lot.c.quantity), BigInteger).label("quantity"),
                 func.count().label("lots"),
                 func.min(per_lot.c.first_on).label("first_on"),
                 func.max(per_lot.c.last_on).label("last_on"),
@@ -399,26 +400,32 @@ def _statement(*, forward: bool, scope: bool, include_shipments: bool) -> Select
     return union_all(*branches)  # type: ignore[return-value]
 
 
-_STATEMENTS: dict[tuple[bool, bool, bool], Any] = {}
-
-
-def _cached_statement(*, forward: bool, scope: bool, include_shipments: bool) -> Any:
-    """The statement for a shape of trace, built once (SQLAlchemy also caches its compiled form)."""
-    key = (forward, scope, include_shipments)
-    if key not in _STATEMENTS:
-        _STATEMENTS[key] = _statement(forward=forward, scope=scope, include_shipments=include_shipments)
-    return _STATEMENTS[key]
-
-
 def _induced_edges_statement(forward: bool) -> Any:
     """Edges among the lots a trace reached (for naming a cycle), in the direction of travel."""
-    _, reach, steps = _walk(forward)
-    return select(steps.c.from_id, steps.c.to_id).select_from(
-        steps.join(reach, reach.c.lot_id == steps.c.to_id)
-    )
+    src, dst = _direction(forward)
+    _, reach = _walk(forward)
+    a, b = reach.alias("a"), reach.alias("b")
+    return select(src, dst).select_from(a.join(edges, src == a.c.lot_id).join(b, b.c.lot_id == dst))
 
 
 # --------------------------------------------------------------------------- running it
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large result is assembled.
+
+    A big scope allocates a few hundred thousand objects, none in a reference cycle; the collector
+    would otherwise run hundreds of times over all of them, about half the assembly time. The block
+    holds no ``await``, so nothing else runs on this event loop meanwhile.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _check_args(lot_ids: Iterable[int], max_depth: int) -> list[int]:
@@ -478,15 +485,16 @@ _LOT_KEYS = ("lot_id", "product_code", "product_name", "gtin", "lot_number", "ex
 def _traced_lots(rows: list[Any]) -> tuple[list[dict[str, Any]], dict[int, tuple[str, ...]]]:
     """Lots as dicts ordered by depth, product and lot, each with one shortest path from the origin;
     and each lot's path by lot id."""
-    rows.sort(key=itemgetter(2, 5, 8))
+    # The key sorts by depth first (then by predecessor): shallowest first, ties by product and lot.
+    rows.sort(key=lambda r: (r[2] >> _VIA_BITS, r[5], r[8]))
     paths: dict[int, tuple[str, ...]] = {}
     out = []
     for r in rows:
-        lot_id, depth = r[1], r[2]
+        lot_id, depth = r[1], r[2] >> _VIA_BITS
         label = f"{r[5]}/{r[8]}"
-        # Rows come shallowest first, so a predecessor's path is always built already; tuples share
-        # nothing but are cheap to extend, and validate into the model's list.
-        path = (*paths[r[3] & _LOT_ID_MASK], label) if depth else (label,)
+        # Shallowest first, so a predecessor's path is always built already; tuples are cheap to
+        # extend and validate into the model's list.
+        path = (*paths[r[2] & _LOT_ID_MASK], label) if depth else (label,)
         paths[lot_id] = path
         out.append(dict(zip(_LOT_KEYS, (lot_id, r[5], r[6], r[7], r[8], r[13], depth, path), strict=True)))
     return out, paths
@@ -535,9 +543,11 @@ async def _run(
     include_shipments: bool,
 ) -> tuple[_Walked, list[dict[str, Any]], dict[str, Any]]:
     params = {"origin_ids": lot_ids, "max_depth": max_depth}
-    stmt = _cached_statement(forward=forward, scope=scope, include_shipments=include_shipments)
-    walked = _Walked((await session.execute(stmt, params)).all())
-    lots, paths = _traced_lots(walked.lots)
+    stmt = _statement(forward=forward, scope=scope, include_shipments=include_shipments)
+    result = await session.execute(stmt, params)
+    with _gc_paused():
+        walked = _Walked(result.all())
+        lots, paths = _traced_lots(walked.lots)
     missing = sorted(set(lot_ids).difference(d["lot_id"] for d in lots if d["depth"] == 0))
     if missing:
         raise NotFound(f"no lot with id {', '.join(map(str, missing))}", field="lot_id")
@@ -570,22 +580,10 @@ def _origin(lots: list[dict[str, Any]]) -> list[LotRef]:
     ]
 
 
-async def forward_trace(
-    session: AsyncSession,
-    lot_ids: Iterable[int],
-    *,
-    max_depth: int = DEFAULT_MAX_DEPTH,
-    include_shipments: bool = True,
+def _forward_result(
+    walked: _Walked, lots: list[dict[str, Any]], health: dict[str, Any], *, include_shipments: bool
 ) -> ForwardTrace:
-    """Everything made from the lots, at any depth: lots, on-hand stock, shipments and consignees.
-
-    ``include_shipments=False`` leaves out the individual shipment lines (consignees and their
-    quantities are still there), which is what a large scope needs.
-    """
-    ids = _check_args(lot_ids, max_depth)
-    walked, lots, health = await _run(
-        session, ids, max_depth=max_depth, forward=True, scope=True, include_shipments=include_shipments
-    )
+    """The forward trace from the statement's rows."""
     names = {d["lot_id"]: (d["product_code"], d["lot_number"]) for d in lots}
     # Sorted as tuples, then zipped into dicts: the cheapest way to hand pydantic-core its input.
     stock = sorted((r[5], *names[r[1]], r[6], r[2], r[1]) for r in walked.stock)
@@ -612,6 +610,26 @@ async def forward_trace(
     )
 
 
+async def forward_trace(
+    session: AsyncSession,
+    lot_ids: Iterable[int],
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    include_shipments: bool = True,
+) -> ForwardTrace:
+    """Everything made from the lots, at any depth: lots, on-hand stock, shipments and consignees.
+
+    ``include_shipments=False`` leaves out the individual shipment lines (consignees and their
+    quantities are still there), which is what a large scope needs.
+    """
+    ids = _check_args(lot_ids, max_depth)
+    walked, lots, health = await _run(
+        session, ids, max_depth=max_depth, forward=True, scope=True, include_shipments=include_shipments
+    )
+    with _gc_paused():
+        return _forward_result(walked, lots, health, include_shipments=include_shipments)
+
+
 async def backward_trace(
     session: AsyncSession, lot_ids: Iterable[int], *, max_depth: int = DEFAULT_MAX_DEPTH
 ) -> BackwardTrace:
@@ -620,7 +638,8 @@ async def backward_trace(
     _, lots, health = await _run(
         session, ids, max_depth=max_depth, forward=False, scope=False, include_shipments=False
     )
-    return BackwardTrace.model_validate({**health, "origin": _origin(lots), "lots": lots})
+    with _gc_paused():
+        return BackwardTrace.model_validate({**health, "origin": _origin(lots), "lots": lots})
 
 
 __all__ = [

@@ -108,7 +108,7 @@ def trace(
     gs1: Annotated[
         str | None,
         typer.Option(
-            "--gs1", help="GS1 element string: '(01)…(10)…' or raw with FNC1 (ASCII 29) separators."
+            "--gs1", help="GS1 element string: '(01)…(10)…', or raw with FNC1 (ASCII 29) or '|' separators."
         ),
     ] = None,
     backward: Annotated[

@@ -102,21 +102,18 @@ async def test_forward_trace_returns_lots_stock_shipments_and_consignees(client)
     assert body["truncated"] is False and body["cycle"] == [] and body["warnings"] == []
 
 
-@pytest.mark.parametrize(
-    "params",
-    [
+async def test_the_lot_can_be_named_by_gs1_or_serial(client):
+    for params in [
         {"gs1": "(01){gtin}(10)K1"},
         {"gs1": "01{gtin}10K1\x1d17281231"},
         {"gs1": "01{gtin}21K-0001"},
         {"serial": "K-0001"},
         {"serial": "K-0001", "product_code": "CMP"},
-    ],
-)
-async def test_the_lot_can_be_named_by_gs1_or_serial(client, params):
-    r = await client.trace(**{k: v.format(gtin=client.gtin) for k, v in params.items()})
-    assert r.status_code == 200, r.text
-    assert [o["lot_number"] for o in r.json()["origin"]] == ["K1"]
-    assert len(r.json()["lots"]) == 4
+    ]:
+        r = await client.trace(**{k: v.format(gtin=client.gtin) for k, v in params.items()})
+        assert r.status_code == 200, (params, r.text)
+        assert [o["lot_number"] for o in r.json()["origin"]] == ["K1"]
+        assert len(r.json()["lots"]) == 4
 
 
 async def test_backward_trace_returns_the_component_lots(client):
@@ -135,11 +132,11 @@ async def test_shipment_lines_can_be_left_out_but_consignees_stay(client):
     assert {x["code"]: x["quantity"] for x in body["consignees"]} == {"H1": 6, "H2": 2}
 
 
-@pytest.mark.parametrize("role", list(Role))
-async def test_every_role_may_read_a_trace(client, role):
-    r = await client.trace(role=role, product_code="FG", lot_number="F2")
-    assert r.status_code == 200, r.text
-    assert lots(r.json()) == {"FG/F2": 0}
+async def test_every_role_may_read_a_trace(client):
+    for role in Role:
+        r = await client.trace(role=role, product_code="FG", lot_number="F2")
+        assert r.status_code == 200, (role, r.text)
+        assert lots(r.json()) == {"FG/F2": 0}
 
 
 async def test_a_trace_needs_a_token(client):
@@ -147,31 +144,31 @@ async def test_a_trace_needs_a_token(client):
     assert r.status_code == 401
 
 
-@pytest.mark.parametrize(
-    ("params", "status", "field", "says"),
-    [
-        ({"product_code": "CMP", "lot_number": "NOPE"}, 404, "lot_number", "NOPE"),
-        ({"product_code": "NOPE", "lot_number": "K1"}, 404, "product_code", "NOPE"),
-        ({"serial": "NOPE"}, 404, "serial", "NOPE"),
-        ({"gs1": "(01){unknown}(10)K1"}, 404, "gs1", "GTIN"),
-        ({"gs1": "(01){gtin}(10)NOPE"}, 404, "gs1", "NOPE"),
-        ({"gs1": "(01)06950000000018(10)K1"}, 422, "gs1", "check digit"),
-        ({"gs1": "hello"}, 422, "gs1", "GS1"),
-        ({}, 422, "lot_number", "name the lot"),
-        ({"product_code": "CMP"}, 422, "lot_number", "lot_number"),
-        ({"product_code": "CMP", "lot_number": "K1", "direction": "sideways"}, 422, "direction", "forward"),
-        (
-            {"product_code": "CMP", "lot_number": "K1", "include_shipments": "maybe"},
-            422,
-            "include_shipments",
-            "",
-        ),
-        ({"product_code": "CMP", "lot_number": "K" * 21}, 422, "lot_number", "20"),
-    ],
-)
-async def test_bad_input_gets_a_4xx_naming_the_field(client, params, status, field, says):
-    values = {k: v.format(gtin=client.gtin, unknown=f.make_gtin(999_998)) for k, v in params.items()}
-    r = await client.trace(**values)
-    assert r.status_code == status, r.text
-    (error,) = r.json()["detail"]
-    assert error["field"] == field and says in error["reason"]
+BAD_INPUT = [
+    ({"product_code": "CMP", "lot_number": "NOPE"}, 404, "lot_number", "NOPE"),
+    ({"product_code": "NOPE", "lot_number": "K1"}, 404, "product_code", "NOPE"),
+    ({"serial": "NOPE"}, 404, "serial", "NOPE"),
+    ({"gs1": "(01){unknown}(10)K1"}, 404, "gs1", "GTIN"),
+    ({"gs1": "(01){gtin}(10)NOPE"}, 404, "gs1", "NOPE"),
+    ({"gs1": "(01)06950000000018(10)K1"}, 422, "gs1", "check digit"),
+    ({"gs1": "hello"}, 422, "gs1", "GS1"),
+    ({}, 422, "lot_number", "name the lot"),
+    ({"product_code": "CMP"}, 422, "lot_number", "lot_number"),
+    ({"product_code": "CMP", "lot_number": "K1", "direction": "sideways"}, 422, "direction", "forward"),
+    (
+        {"product_code": "CMP", "lot_number": "K1", "include_shipments": "maybe"},
+        422,
+        "include_shipments",
+        "",
+    ),
+    ({"product_code": "CMP", "lot_number": "K" * 21}, 422, "lot_number", "20"),
+]
+
+
+async def test_bad_input_gets_a_4xx_naming_the_field(client):
+    for params, status, field, says in BAD_INPUT:
+        values = {k: v.format(gtin=client.gtin, unknown=f.make_gtin(999_998)) for k, v in params.items()}
+        r = await client.trace(**values)
+        assert r.status_code == status, (params, r.text)
+        (error,) = r.json()["detail"]
+        assert error["field"] == field and says in error["reason"], (params, error)

@@ -3,6 +3,7 @@ origin by product/lot, serial and GS1, and a property test against reachability 
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from datetime import date
 from itertools import pairwise
@@ -92,6 +93,21 @@ async def test_diamonds_report_each_lot_once_at_its_shortest_depth(store):
         back = await backward_trace(s, [e.id])
         assert depths(back) == {"D/E": 0, "D/D": 1, "D/A": 1, "D/B": 2, "D/C": 2}
         assert not fwd.cycle and not back.cycle
+
+
+async def test_a_ladder_of_diamonds_is_not_walked_path_by_path(store):
+    # 25 levels of two lots, each lot made from both lots of the level below: 2^25 paths to the top.
+    async with store.sessions() as s, s.begin():
+        p = await f.product(s, "LD")
+        levels = [[await f.lot(s, p, f"{i}{side}") for side in "ab"] for i in range(26)]
+        for below, above in pairwise(levels):
+            for u in below:
+                for v in above:
+                    await f.edge(s, u, v)
+        fwd = await asyncio.wait_for(forward_trace(s, [levels[0][0].id]), timeout=10)
+        assert len(fwd.lots) == 1 + 2 * 25
+        assert {x.lot_number: x.depth for x in fwd.lots}["25b"] == 25
+        assert len(fwd.lots[-1].path) == 26 and not fwd.truncated and not fwd.cycle
 
 
 async def test_a_shared_component_reaches_every_finished_lot_with_its_stock(store):
@@ -292,33 +308,32 @@ async def test_origin_by_product_and_lot_serial_and_gs1(store):
         assert await resolve_origin(s, gs1=f"(01){p.gtin}(21)SN-9") == [other.id]
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "error", "field", "says"),
-    [
-        ({}, InvalidInput, "lot_number", "name the lot"),
-        ({"product_code": "PX"}, InvalidInput, "lot_number", "needs a lot_number"),
-        ({"product_code": "NOPE", "lot_number": "A1B2"}, NotFound, "product_code", "NOPE"),
-        ({"product_code": "PX", "lot_number": "NOPE"}, NotFound, "lot_number", "NOPE"),
-        ({"lot_number": "ZZ9"}, InvalidInput, "product_code", "several products"),
-        ({"serial": "SN-404"}, NotFound, "serial", "SN-404"),
-        ({"serial": "SN-9"}, InvalidInput, "product_code", "several products"),
-        (
-            {"serial": "SN-1", "lot_number": "ZZ9", "product_code": "PX"},
-            InvalidInput,
-            "lot_number",
-            "belongs to",
-        ),
-        ({"gs1": "not a barcode"}, InvalidInput, "gs1", "GS1"),
-        ({"gs1": "(01)06950000000018(10)A1"}, InvalidInput, "gs1", "check digit"),
-        ({"gs1": "(01){gtin}"}, InvalidInput, "gs1", "no lot"),
-        ({"gs1": "(01){gtin}(10)NOPE"}, NotFound, "gs1", "NOPE"),
-        ({"gs1": "(01){gtin}(21)SN-404"}, NotFound, "gs1", "SN-404"),
-        ({"gs1": "(01){gtin}(10)ZZ9(21)SN-1"}, InvalidInput, "gs1", "belongs to lot"),
-        ({"gs1": "(01){unknown}(10)A1B2"}, NotFound, "gs1", "no product with GTIN"),
-        ({"gs1": "(01){gtin}(10)A1B2", "lot_number": "A1B2"}, InvalidInput, "gs1", "not both"),
-    ],
-)
-async def test_origin_errors_name_the_field(store, kwargs, error, field, says):
+ORIGIN_ERRORS = [
+    ({}, InvalidInput, "lot_number", "name the lot"),
+    ({"product_code": "PX"}, InvalidInput, "lot_number", "needs a lot_number"),
+    ({"product_code": "NOPE", "lot_number": "A1B2"}, NotFound, "product_code", "NOPE"),
+    ({"product_code": "PX", "lot_number": "NOPE"}, NotFound, "lot_number", "NOPE"),
+    ({"lot_number": "ZZ9"}, InvalidInput, "product_code", "several products"),
+    ({"serial": "SN-404"}, NotFound, "serial", "SN-404"),
+    ({"serial": "SN-9"}, InvalidInput, "product_code", "several products"),
+    (
+        {"serial": "SN-1", "lot_number": "ZZ9", "product_code": "PX"},
+        InvalidInput,
+        "lot_number",
+        "belongs to",
+    ),
+    ({"gs1": "not a barcode"}, InvalidInput, "gs1", "GS1"),
+    ({"gs1": "(01)06950000000018(10)A1"}, InvalidInput, "gs1", "check digit"),
+    ({"gs1": "(01){gtin}"}, InvalidInput, "gs1", "no lot"),
+    ({"gs1": "(01){gtin}(10)NOPE"}, NotFound, "gs1", "NOPE"),
+    ({"gs1": "(01){gtin}(21)SN-404"}, NotFound, "gs1", "SN-404"),
+    ({"gs1": "(01){gtin}(10)ZZ9(21)SN-1"}, InvalidInput, "gs1", "belongs to lot"),
+    ({"gs1": "(01){unknown}(10)A1B2"}, NotFound, "gs1", "no product with GTIN"),
+    ({"gs1": "(01){gtin}(10)A1B2", "lot_number": "A1B2"}, InvalidInput, "gs1", "not both"),
+]
+
+
+async def test_origin_errors_name_the_field(store):
     async with store.sessions() as s, s.begin():
         p, q = await f.product(s, "PX"), await f.product(s, "QX")
         a = await f.lot(s, p, "A1B2")
@@ -332,10 +347,12 @@ async def test_origin_errors_name_the_field(store, kwargs, error, field, says):
             ]
         )
         await s.flush()
-        values = {k: v.format(gtin=p.gtin, unknown=f.make_gtin(999_999)) for k, v in kwargs.items()}
-        with pytest.raises(error) as err:
-            await resolve_origin(s, **values)
-        assert err.value.field == field and says in err.value.reason
+        # One store for every case: each is a read that must fail the same way whatever ran before.
+        for kwargs, error, field, says in ORIGIN_ERRORS:
+            values = {k: v.format(gtin=p.gtin, unknown=f.make_gtin(999_999)) for k, v in kwargs.items()}
+            with pytest.raises(error) as err:
+                await resolve_origin(s, **values)
+            assert (err.value.field, says in err.value.reason) == (field, True), (kwargs, err.value.reason)
 
 
 # --------------------------------------------------------------------------- property
