@@ -5,14 +5,22 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from domain.capa import service as capas
+from domain.changes import service as changes
 from domain.db import transaction
+from domain.quality import service as quality
 from domain.recalls import service as recalls
 from domain.tasks import service as tasks
 from domain.tasks.payloads import Nudge, SignOff, SignOffResult, TaskRef, TaskSpec
 from workflows import names
 
 # How each kind of record is hashed for the signature that binds it (21 CFR 11.70).
-RECORD_HASHERS = {"recall": recalls.record_hash}
+RECORD_HASHERS = {
+    "recall": recalls.record_hash,
+    "lot_release": quality.record_hash,
+    "change": changes.record_hash,
+}
+RECORD_HASHERS["capa"] = capas.record_hash
 
 
 class TaskActivities:

@@ -59,5 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.routes import auth as _auth; app.include_router(_auth.router)  # noqa: E702, I001
     from api.routes import trace as _trace; app.include_router(_trace.router)  # noqa: E702, I001
     from api.routes import imports as _imports; app.include_router(_imports.router)  # noqa: E702, I001
+    from api.routes import capa as _capa; app.include_router(_capa.router)  # noqa: E702, I001
+    from api.routes import quality as _quality; app.include_router(_quality.router)  # noqa: E702, I001
+    from api.routes import audit as _audit; app.include_router(_audit.router)  # noqa: E702, I001
+    from api.routes import changes as _changes; app.include_router(_changes.router)  # noqa: E702, I001
     if settings.dev_endpoints: from api.routes import dev as _dev; app.include_router(_dev.router)  # noqa: E701, E702, I001
     return app

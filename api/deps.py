@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.security import Principal, read_token
+from domain.audit import acting_as
 from domain.enums import Role
 from lotline.settings import Settings
 from lotline.temporal import connect
@@ -51,6 +52,13 @@ async def _principal(request: Request, token: Annotated[str | None, Depends(oaut
 
 CurrentUser = Annotated[Principal, Depends(_principal)]
 
+
+async def _acting(user: CurrentUser) -> AsyncIterator[Principal]:
+    """The caller is the actor of every audited change this request makes (reset when it ends)."""
+    with acting_as(user.username):
+        yield user
+
+
 ALL_ROLES = frozenset(Role)
 
 
@@ -58,7 +66,7 @@ def require_roles(*roles: Role) -> Callable[..., Principal]:
     """A dependency that admits a signed-in user holding one of ``roles`` (or admin), else 403."""
     wanted = set(roles)
 
-    async def _check(user: CurrentUser) -> Principal:
+    async def _check(user: Annotated[Principal, Depends(_acting)]) -> Principal:
         if not user.has_any(wanted):
             names = ", ".join(sorted(r.value for r in wanted))
             raise HTTPException(

@@ -56,6 +56,12 @@ async def wake_recall(session: AsyncSession, client: Client | None, recall_id: i
     )
     claim = update(Recall).where(Recall.id == recall_id)
     if still_open:
+        # Most answers fall inside the interval: a read says so without the write (on SQLite every
+        # UPDATE, even one that matches nothing, takes the database's single write lock).
+        last = await session.scalar(select(Recall.last_signalled_at).where(Recall.id == recall_id))
+        if last is not None and last >= now - WAKE_INTERVAL:
+            await session.commit()
+            return False
         claim = claim.where(
             or_(Recall.last_signalled_at.is_(None), Recall.last_signalled_at < now - WAKE_INTERVAL)
         )

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import json
 import os
 import platform
@@ -158,6 +159,28 @@ class Children:
                 raise RuntimeError(
                     f"{name} exited with code {proc.returncode}; last lines of its log:\n{tail}"
                 )
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by each child's process group, and by this process (the
+        SMTP server's thread and the acknowledging clients): on a shared machine, where wall time
+        stretches with other people's load, this says what the work itself costs."""
+        groups = {proc.pid: name for name, proc in self.procs}
+        used = dict.fromkeys(groups.values(), 0.0)
+        tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        for entry in Path("/proc").iterdir() if Path("/proc/self/stat").exists() else []:
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            fields = stat[stat.rfind(")") + 2 :].split()
+            name = groups.get(int(fields[2]))  # the process group: the child and everything it started
+            if name is not None:
+                used[name] += (int(fields[11]) + int(fields[12])) / tick
+        t = os.times()
+        used["bench (SMTP server, clients)"] = t.user + t.system
+        return used
 
     def tail(self, name: str, lines: int = 25) -> str:
         """The last lines of a child's log."""
@@ -392,8 +415,17 @@ def _child_env(values: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _cpu_phases(at: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """CPU seconds per process in each phase, from the snapshots taken at the phases' ends."""
+    marks = list(at)
+    return {
+        f"{start} → {end}": {k: round(at[end][k] - at[start].get(k, 0.0), 1) for k in at[end]}
+        for start, end in itertools.pairwise(marks)
+    }
+
+
 def _profiled(name: str, argv: list[str], cfg: Config) -> list[str]:
-    """``argv`` under ``py-spy record`` (collapsed stacks, on-CPU samples) when profiling."""
+    """``argv`` under ``py-spy record`` (collapsed stacks of the thread holding the GIL) when profiling."""
     if not cfg.profile:
         return argv
     py_spy = Path(sys.executable).parent / "py-spy"
@@ -471,7 +503,10 @@ async def post_acks(
                 except httpx.HTTPError as exc:
                     statuses[type(exc).__name__] += 1
                     if len(errors) < 5:
-                        errors.append(f"{type(exc).__name__}: {exc}")
+                        at, took = time.perf_counter() - start, time.perf_counter() - t0
+                        errors.append(
+                            f"{type(exc).__name__} {exc!r} at {at:.1f} s after {took:.2f} s on {path}"
+                        )
                 now = time.perf_counter()
                 latencies.append(now - t0)
                 done_at.append(now - start)
@@ -603,12 +638,16 @@ async def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
             env,
         )
         smtp = start_smtp("127.0.0.1", smtp_port, maildir, smtp_count)
-        uvicorn = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory"]
+        uvicorn = [sys.executable, *([os.environ["BENCH_API"]] if os.environ.get("BENCH_API") else ["-m", "uvicorn"]), "api.app:create_app", "--factory"]
         uvicorn += ["--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"]
         uvicorn += ["--no-access-log", "--workers", str(cfg.api_workers)]
         await children.spawn("api", _profiled("api", uvicorn, cfg), env, stop_signal=_stop_signal(cfg))
         await asyncio.wait_for(wait_for_temporal(settings), 90)
-        worker = [sys.executable, "-m", "lotline", "worker"]
+        worker = [
+            sys.executable,
+            os.environ.get("BENCH_WORKER", "-m"),
+            *([] if os.environ.get("BENCH_WORKER") else ["lotline", "worker"]),
+        ]
         await children.spawn("worker", _profiled("worker", worker, cfg), env, stop_signal=_stop_signal(cfg))
         await asyncio.wait_for(wait_for_api(settings), 90)
         client = await connect(settings)
@@ -660,6 +699,7 @@ async def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
 
             # ---- the manager signs; from its answer, every first notice must be accepted
             t_sign = time.time()
+            cpu_at = {"approval": children.cpu_seconds()}
             r = await http.post(
                 f"/api/tasks/{task['id']}/sign",
                 json={"password": PASSWORD, "decision": "approved"},
@@ -717,6 +757,8 @@ async def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
         except TimeoutError as exc:
             fanout_error = str(exc)
             mail, texts = smtp_count.snapshot(), await sms_counts()
+
+        cpu_at["all_notices_accepted"] = children.cpu_seconds()
 
         def channel(c: dict[str, Any]) -> dict[str, Any]:
             window = (c["last"] - c["first"]) if c["first"] and c["last"] else None
@@ -778,6 +820,7 @@ async def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
 
         await _until("SMS delivery callbacks", callbacks_drained, within=cfg.phase_timeout, children=children)
         report["fanout"]["sms_delivered_after_approval_s"] = round(time.time() - t_signed, 2)
+        cpu_at["callbacks_drained"] = children.cpu_seconds()
 
         # ---- acknowledgements through the signed links
         async with sessions() as s:
@@ -811,6 +854,8 @@ async def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
             post_acks(base, posts, concurrency=cfg.concurrency, rate=cfg.ack_rate), cfg.phase_timeout
         )
         t_acked = time.time()
+        cpu_at["acks_posted"] = children.cpu_seconds()
+        report["cpu_seconds"] = _cpu_phases(cpu_at)
         async with sessions() as s:
             acks["store_responses"] = await s.scalar(
                 select(func.count()).select_from(Response).where(Response.recall_id == recall_id)
@@ -833,7 +878,7 @@ async def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
         # ---- the recall completes once everyone answered and quantities reconcile
         handle = client.get_workflow_handle(workflow_id)
         completion: dict[str, Any] = {}
-        if cfg.n_acks == cfg.consignees:
+        if cfg.n_acks == cfg.consignees and acks["store_acknowledged"] == cfg.consignees:
 
             async def completed():
                 return (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
@@ -1003,6 +1048,15 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
         console.print("[red]first refused acknowledgements:[/] " + " | ".join(report["acks"]["first_errors"]))
     if report.get("completion", {}).get("error"):
         console.print(f"[red]completion: {report['completion']['error']}[/]")
+    if report.get("cpu_seconds"):
+        phases = report["cpu_seconds"]
+        cpu = Table(title="CPU seconds by process and phase (user + system)")
+        cpu.add_column("process")
+        for phase in phases:
+            cpu.add_column(phase.replace("_", " "), justify="right")
+        for proc in next(iter(phases.values())):
+            cpu.add_row(proc, *(f"{phases[p].get(proc, 0):.1f}" for p in phases))
+        console.print(cpu)
     console.print(f"notices in the store: {report['fanout']['notices_by_state']}")
     if report.get("path"):
         console.print(f"Figures written to {report['path']}")

@@ -36,7 +36,10 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep objects usable after commit."""
+    """Sessions that keep objects usable after commit, with the audit trail's hooks installed."""
+    from domain.audit.hooks import install as install_audit  # here: the hooks import the models
+
+    install_audit()
     return async_sessionmaker(engine, expire_on_commit=False)
 
 

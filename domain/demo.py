@@ -670,6 +670,9 @@ async def _seed(session: AsyncSession, plan: _Plan) -> None:
                     "lot_id": lot_id,
                     "serial_id": serial_ids[(lot_id, serial)] if serial else None,
                     "quantity": qty,
+                    # A line repeats its shipment's consignee and date (migration 0008).
+                    "consignee_id": consignee_ids[key[1]],
+                    "shipped_on": key[0],
                 }
             )
     await session.execute(insert(ShipmentLine), line_rows)

@@ -1298,10 +1298,8 @@ class _Import:
                 {(r["product_code"], r["serial"]) for r in chunk if r["serial"] is not None}
             )
             # Shipments stored before this chunk (earlier imports or chunks) may hold some lines already.
-            ids = {
-                ref: s.id
-                for ref, s in (await self._stored_shipments({r["shipment_ref"] for r in chunk})).items()
-            }
+            heads = await self._stored_shipments({r["shipment_ref"] for r in chunk})
+            ids = {ref: s.id for ref, s in heads.items()}
             stored = await self._stored_lines(set(ids.values()))
             new_heads: dict[str, dict[str, Any]] = {}
             for r in chunk:
@@ -1313,15 +1311,20 @@ class _Import:
                     }
             if new_heads:
                 await self._insert(Shipment, list(new_heads.values()))
-                ids.update({ref: s.id for ref, s in (await self._stored_shipments(set(new_heads))).items()})
+                heads.update(await self._stored_shipments(set(new_heads)))
+                ids.update({ref: s.id for ref, s in heads.items()})
             new = []
             for r in chunk:
                 serial = serials[(r["product_code"], r["serial"])].id if r["serial"] is not None else None
+                head = heads[r["shipment_ref"]]
                 line = {
                     "shipment_id": ids[r["shipment_ref"]],
                     "lot_id": lots[(r["product_code"], r["lot_number"])].id,
                     "serial_id": serial,
                     "quantity": r["quantity"],
+                    # A line repeats its shipment's consignee and date, as stored (migration 0008).
+                    "consignee_id": self.consignees[head.consignee_code]["id"],
+                    "shipped_on": head.shipped_on,
                 }
                 if (line["shipment_id"], line["lot_id"], serial) not in stored:
                     new.append(line)

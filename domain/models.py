@@ -8,7 +8,9 @@ with a CHECK that it never goes below zero (see ``domain/inventory.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -19,6 +21,7 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -26,6 +29,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -219,7 +223,8 @@ class StockBalance(Base):
     __tablename__ = "stock_balances"
     __table_args__ = (
         CheckConstraint("quantity >= 0", name="quantity_not_negative"),
-        Index("ix_stock_balances_lot", "lot_id"),
+        # Covering: a trace reads a lot's on-hand stock from the index alone.
+        Index("ix_stock_balances_lot", "lot_id", "location_id", "status", "quantity"),
     )
 
     location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"), primary_key=True)
@@ -251,6 +256,10 @@ class Shipment(Base):
     """A delivery to one consignee on one date."""
 
     __tablename__ = "shipments"
+    # What a line's copy of the consignee and date refers to (see ShipmentLine).
+    __table_args__ = (
+        Index("uq_shipments_id_consignee_shipped", "id", "consignee_id", "shipped_on", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ref: Mapped[str] = mapped_column(String(64), unique=True)
@@ -258,16 +267,57 @@ class Shipment(Base):
     shipped_on: Mapped[date] = mapped_column(Date)
 
     consignee: Mapped[Consignee] = relationship()
-    lines: Mapped[list[ShipmentLine]] = relationship(back_populates="shipment")
+    lines: Mapped[list[ShipmentLine]] = relationship(
+        back_populates="shipment",
+        primaryjoin="Shipment.id == ShipmentLine.shipment_id",
+        foreign_keys="ShipmentLine.shipment_id",
+    )
+
+
+def _from_shipment(column: str) -> Callable[[Any], Any]:
+    """A line's default for a column copied from its shipment, for writers that give only shipment_id."""
+
+    def default(context: Any) -> Any:
+        # Per statement, one lookup per shipment (an executemany calls this for every row and column).
+        cache = context.__dict__.setdefault("_lotline_shipments", {})
+        shipment_id = context.get_current_parameters()["shipment_id"]
+        if shipment_id not in cache:
+            cache[shipment_id] = context.connection.execute(
+                select(Shipment.consignee_id, Shipment.shipped_on).where(Shipment.id == shipment_id)
+            ).first() or (None, None)
+        return cache[shipment_id][0 if column == "consignee_id" else 1]
+
+    return default
 
 
 class ShipmentLine(Base):
-    """A quantity of one lot (or one serial) on a shipment."""
+    """A quantity of one lot (or one serial) on a shipment.
+
+    ``consignee_id`` and ``shipped_on`` repeat the shipment's, so a trace sums what each consignee
+    received from this table alone; the composite foreign key keeps them equal to the shipment's
+    (and ``ON UPDATE CASCADE`` follows a corrected shipment). Bulk writers fill them; a writer that
+    gives only ``shipment_id`` gets them looked up.
+    """
 
     __tablename__ = "shipment_lines"
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
-        Index("ix_shipment_lines_lot", "lot_id", "shipment_id"),
+        ForeignKeyConstraint(
+            ["shipment_id", "consignee_id", "shipped_on"],
+            ["shipments.id", "shipments.consignee_id", "shipments.shipped_on"],
+            name="fk_shipment_lines_shipment_consignee_shipped",
+            onupdate="CASCADE",
+        ),
+        # Covering: consignee totals and the lines of a lot come from the index alone.
+        Index(
+            "ix_shipment_lines_lot",
+            "lot_id",
+            "consignee_id",
+            "shipped_on",
+            "quantity",
+            "shipment_id",
+            "serial_id",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -275,8 +325,14 @@ class ShipmentLine(Base):
     lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"))
     serial_id: Mapped[int | None] = mapped_column(ForeignKey("serials.id"), nullable=True)
     quantity: Mapped[int] = mapped_column(BigInteger)
+    consignee_id: Mapped[int] = mapped_column(BigId, default=_from_shipment("consignee_id"))
+    shipped_on: Mapped[date] = mapped_column(Date, default=_from_shipment("shipped_on"))
 
-    shipment: Mapped[Shipment] = relationship(back_populates="lines")
+    shipment: Mapped[Shipment] = relationship(
+        back_populates="lines",
+        primaryjoin="Shipment.id == ShipmentLine.shipment_id",
+        foreign_keys=[shipment_id],
+    )
 
 
 class User(Base):

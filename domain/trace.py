@@ -28,8 +28,10 @@ import gc
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
-from typing import Any
+from operator import itemgetter
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import (
     BigInteger,
     Date,
@@ -49,6 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.selectable import CTE
 
+from domain.enums import ConsigneeKind, Language, StockStatus
 from domain.errors import InvalidInput, NotFound
 from domain.gs1 import parse_element_string
 from domain.models import (
@@ -289,7 +292,8 @@ def _lots_branch(reach: CTE) -> Select[Any]:
         *_row(
             "lot",
             reach.c.lot_id,
-            ints=[reach.c.key],
+            # The depth apart too, so Python sorts by plain columns (C-speed itemgetter, no key function).
+            ints=[reach.c.key, reach.c.key // literal_column(str(_VIA), BigInteger)],
             texts=[products_t.c.code, products_t.c.name, products_t.c.gtin, lots_t.c.lot_number],
             dates=[lots_t.c.expires_on],
         )
@@ -317,8 +321,10 @@ def _bound_branch(walk: CTE, reach: CTE, forward: bool) -> Select[Any]:
 
 
 @cache
-def _statement(*, forward: bool, scope: bool, include_shipments: bool) -> Select[Any]:
-    """The statement for one shape of trace, built once (SQLAlchemy caches its compiled form too)."""
+def _statement(*, forward: bool, scope: bool, include_shipments: bool, lateral: bool = False) -> Select[Any]:
+    """The statement for one shape of trace, built once (SQLAlchemy caches its compiled form too).
+
+    ``lateral`` (PostgreSQL; SQLite has no LATERAL) groups shipment lines lot by lot."""
     walk, reach = _walk(forward)
     branches: list[Select[Any]] = [_lots_branch(reach), _bound_branch(walk, reach, forward)]
     if scope:
@@ -330,25 +336,37 @@ def _statement(*, forward: bool, scope: bool, include_shipments: bool) -> Select
             )
             .where(sb.c.quantity > 0)
         )
-        sl, sh = ShipmentLine.__table__, Shipment.__table__
-        lines = (
-            select(sl.c.lot_id, sl.c.quantity, sl.c.serial_id, sh.c.ref, sh.c.shipped_on, sh.c.consignee_id)
-            .select_from(reach.join(sl, sl.c.lot_id == reach.c.lot_id).join(sh, sh.c.id == sl.c.shipment_id))
-            .cte("lines")
-        )
+        # Consignee totals come from the lines' covering index alone: each line repeats its shipment's
+        # consignee and date (migration 0008), so no shipment is looked up per line.
+        sl = ShipmentLine.__table__
         # Two plain GROUP BYs rather than COUNT(DISTINCT lot_id): both hash, where a DISTINCT aggregate
         # makes PostgreSQL sort every shipment line of the scope. SUMs cast back to BIGINT: PostgreSQL
         # sums bigints into numeric, which would turn the whole UNION column into numeric.
-        per_lot = (
-            select(
-                lines.c.consignee_id,
-                cast(func.sum(lines.c.quantity), BigInteger).label("quantity"),
-                func.min(lines.c.shipped_on).label("first_on"),
-                func.max(lines.c.shipped_on).label("last_on"),
-            )
-            .group_by(lines.c.consignee_id, lines.c.lot_id)
-            .subquery("per_lot")
+        per_lot_columns = (
+            sl.c.consignee_id,
+            cast(func.sum(sl.c.quantity), BigInteger).label("quantity"),
+            func.min(sl.c.shipped_on).label("first_on"),
+            func.max(sl.c.shipped_on).label("last_on"),
         )
+        if lateral:
+            # PostgreSQL: per reached lot, its lines come in consignee order from the index, so each
+            # lot groups by streaming; one hash over all (consignee, lot) pairs would outgrow work_mem.
+            one_lot = (
+                select(*per_lot_columns)
+                .where(sl.c.lot_id == reach.c.lot_id)
+                .group_by(sl.c.consignee_id)
+                .lateral("one_lot")
+            )
+            per_lot = (
+                select(one_lot).select_from(reach.join(one_lot, literal_column("true"))).subquery("per_lot")
+            )
+        else:
+            per_lot = (
+                select(*per_lot_columns)
+                .select_from(reach.join(sl, sl.c.lot_id == reach.c.lot_id))
+                .group_by(sl.c.consignee_id, sl.c.lot_id)
+                .subquery("per_lot")
+            )
         per_consignee = (
             select(
                 per_lot.c.consignee_id,
@@ -385,17 +403,21 @@ def _statement(*, forward: bool, scope: bool, include_shipments: bool) -> Select
             )
         )
         if include_shipments:
-            serials = Serial.__table__
+            sh, serials = Shipment.__table__, Serial.__table__
             branches.append(
                 select(
                     *_row(
                         "line",
-                        lines.c.lot_id,
-                        ints=[lines.c.quantity, lines.c.consignee_id],
-                        texts=[lines.c.ref, serials.c.serial],
-                        dates=[lines.c.shipped_on],
+                        sl.c.lot_id,
+                        ints=[sl.c.quantity, sl.c.consignee_id],
+                        texts=[sh.c.ref, serials.c.serial],
+                        dates=[sl.c.shipped_on],
                     )
-                ).select_from(lines.outerjoin(serials, serials.c.id == lines.c.serial_id))
+                ).select_from(
+                    reach.join(sl, sl.c.lot_id == reach.c.lot_id)
+                    .join(sh, sh.c.id == sl.c.shipment_id)
+                    .outerjoin(serials, serials.c.id == sl.c.serial_id)
+                )
             )
     return union_all(*branches)  # type: ignore[return-value]
 
@@ -454,50 +476,52 @@ class _Walked:
         self.at_bound, self.cut = bool(bound[2]), bool(bound[3])
 
 
-_STOCK_KEYS = ("location_code", "product_code", "lot_number", "status", "quantity", "lot_id")
-_LINE_KEYS = (
-    "shipped_on",
-    "shipment_ref",
-    "product_code",
-    "lot_number",
-    "serial",
-    "consignee_code",
-    "quantity",
-    "lot_id",
-)
-_CONSIGNEE_KEYS = (
-    "code",
-    "name",
-    "kind",
-    "region",
-    "email",
-    "phone",
-    "language",
-    "parent_code",
-    "quantity",
-    "lots",
-    "first_shipped_on",
-    "last_shipped_on",
-)
-_LOT_KEYS = ("lot_id", "product_code", "product_name", "gtin", "lot_number", "expires_on", "depth", "path")
+_M = TypeVar("_M", bound=BaseModel)
+_STATUS = {m.value: m for m in StockStatus}
+_KIND = {m.value: m for m in ConsigneeKind}
+_LANGUAGE = {m.value: m for m in Language}
 
 
-def _traced_lots(rows: list[Any]) -> tuple[list[dict[str, Any]], dict[int, tuple[str, ...]]]:
-    """Lots as dicts ordered by depth, product and lot, each with one shortest path from the origin;
-    and each lot's path by lot id."""
+def _built(cls: type[_M], values: dict[str, Any]) -> _M:
+    """A model over ``values`` as they are, without validation.
+
+    Only for values this module assembled from the statement's typed columns, every field present in
+    the model's order and of the model's type (enums as members, dates as dates): a heavy trace has
+    ~100,000 of them, and validating (or ``model_construct``, slower still) cost more than the query.
+    """
+    model = object.__new__(cls)
+    object.__setattr__(model, "__dict__", values)
+    object.__setattr__(model, "__pydantic_fields_set__", set(values))
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", None)
+    return model
+
+
+def _traced_lots(rows: list[Any]) -> list[dict[str, Any]]:
+    """Lots as TracedLot fields ordered by depth, product and lot, each with one shortest path from the
+    origin (O(lots × depth): a lot's path extends its predecessor's, built before it)."""
     # The key sorts by depth first (then by predecessor): shallowest first, ties by product and lot.
-    rows.sort(key=lambda r: (r[2] >> _VIA_BITS, r[5], r[8]))
-    paths: dict[int, tuple[str, ...]] = {}
+    rows.sort(key=itemgetter(3, 5, 8))
+    paths: dict[int, list[str]] = {}
     out = []
     for r in rows:
-        lot_id, depth = r[1], r[2] >> _VIA_BITS
+        lot_id, depth = r[1], r[3]
         label = f"{r[5]}/{r[8]}"
-        # Shallowest first, so a predecessor's path is always built already; tuples are cheap to
-        # extend and validate into the model's list.
-        path = (*paths[r[2] & _LOT_ID_MASK], label) if depth else (label,)
+        path = [*paths[r[2] & _LOT_ID_MASK], label] if depth else [label]
         paths[lot_id] = path
-        out.append(dict(zip(_LOT_KEYS, (lot_id, r[5], r[6], r[7], r[8], r[13], depth, path), strict=True)))
-    return out, paths
+        out.append(
+            {
+                "lot_id": lot_id,
+                "product_code": r[5],
+                "product_name": r[6],
+                "gtin": r[7],
+                "lot_number": r[8],
+                "expires_on": r[13],
+                "depth": depth,
+                "path": path,
+            }
+        )
+    return out
 
 
 def _find_cycle(pairs: Iterable[tuple[int, int]], starts: Iterable[int]) -> list[int]:
@@ -543,11 +567,12 @@ async def _run(
     include_shipments: bool,
 ) -> tuple[_Walked, list[dict[str, Any]], dict[str, Any]]:
     params = {"origin_ids": lot_ids, "max_depth": max_depth}
-    stmt = _statement(forward=forward, scope=scope, include_shipments=include_shipments)
+    lateral = session.bind.dialect.name == "postgresql"
+    stmt = _statement(forward=forward, scope=scope, include_shipments=include_shipments, lateral=lateral)
     result = await session.execute(stmt, params)
     with _gc_paused():
         walked = _Walked(result.all())
-        lots, paths = _traced_lots(walked.lots)
+        lots = _traced_lots(walked.lots)
     missing = sorted(set(lot_ids).difference(d["lot_id"] for d in lots if d["depth"] == 0))
     if missing:
         raise NotFound(f"no lot with id {', '.join(map(str, missing))}", field="lot_id")
@@ -559,7 +584,8 @@ async def _run(
         if not forward:
             cycle.reverse()  # always name it as the genealogy runs: component, then what it went into
         if cycle:
-            health["cycle"] = [paths[i][-1] for i in cycle]
+            labels = {d["lot_id"]: d["path"][-1] for d in lots}
+            health["cycle"] = [labels[i] for i in cycle]
             health["warnings"].append(
                 "the genealogy has a cycle (" + " → ".join(health["cycle"]) + "): a lot is recorded as made "
                 "from itself; each lot is reported once at its shortest depth, but these edges need fixing"
@@ -585,28 +611,74 @@ def _forward_result(
 ) -> ForwardTrace:
     """The forward trace from the statement's rows."""
     names = {d["lot_id"]: (d["product_code"], d["lot_number"]) for d in lots}
-    # Sorted as tuples, then zipped into dicts: the cheapest way to hand pydantic-core its input.
-    stock = sorted((r[5], *names[r[1]], r[6], r[2], r[1]) for r in walked.stock)
+    stock = [
+        _built(
+            StockAtLocation,
+            {
+                "location_code": code,
+                "product_code": product,
+                "lot_number": number,
+                "status": _STATUS[status],
+                "quantity": quantity,
+                "lot_id": lot_id,
+            },
+        )
+        for code, product, number, status, quantity, lot_id in sorted(
+            (r[5], *names[r[1]], r[6], r[2], r[1]) for r in walked.stock
+        )
+    ]
     codes = {r[4]: r[5] for r in walked.consignees}
-    consignees = sorted(
-        (r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[2], r[3], r[13], r[14])
-        for r in walked.consignees
-    )
-    shipments = sorted(
-        ((r[13], r[5], *names[r[1]], r[6], codes[r[3]], r[2], r[1]) for r in walked.lines),
-        key=lambda x: (*x[:4], x[4] or ""),  # lines without a serial first
-    )
-    # One validation pass over plain dicts (pydantic-core) is much faster than building models one by one.
-    return ForwardTrace.model_validate(
+    consignees = [
+        _built(
+            ConsigneeExposure,
+            {
+                "code": r[5],
+                "name": r[6],
+                "kind": _KIND[r[7]],
+                "region": r[8],
+                "email": r[9],
+                "phone": r[10],
+                "language": _LANGUAGE[r[11]],
+                "parent_code": r[12],
+                "quantity": r[2],
+                "lots": r[3],
+                "first_shipped_on": r[13],
+                "last_shipped_on": r[14],
+            },
+        )
+        for r in sorted(walked.consignees, key=lambda r: r[5])
+    ]
+    shipments = [
+        _built(
+            ShippedLine,
+            {
+                "shipment_ref": ref,
+                "shipped_on": on,
+                "consignee_code": consignee,
+                "product_code": product,
+                "lot_number": number,
+                "serial": serial,
+                "quantity": quantity,
+                "lot_id": lot_id,
+            },
+        )
+        for on, ref, product, number, serial, consignee, quantity, lot_id in sorted(
+            ((r[13], r[5], *names[r[1]], r[6], codes[r[3]], r[2], r[1]) for r in walked.lines),
+            key=lambda x: (*x[:4], x[4] or ""),  # lines without a serial first
+        )
+    ]
+    return _built(
+        ForwardTrace,
         {
             **health,
+            "direction": "forward",
             "origin": _origin(lots),
-            "lots": lots,
-            "stock": [dict(zip(_STOCK_KEYS, x, strict=True)) for x in stock],
+            "lots": [_built(TracedLot, d) for d in lots],
+            "stock": stock,
             "shipments_included": include_shipments,
-            "shipments": [dict(zip(_LINE_KEYS, x, strict=True)) for x in shipments],
-            "consignees": [dict(zip(_CONSIGNEE_KEYS, x, strict=True)) for x in consignees],
-        }
+            "shipments": shipments,
+            "consignees": consignees,
+        },
     )
 
 
@@ -639,7 +711,15 @@ async def backward_trace(
         session, ids, max_depth=max_depth, forward=False, scope=False, include_shipments=False
     )
     with _gc_paused():
-        return BackwardTrace.model_validate({**health, "origin": _origin(lots), "lots": lots})
+        return _built(
+            BackwardTrace,
+            {
+                **health,
+                "direction": "backward",
+                "origin": _origin(lots),
+                "lots": [_built(TracedLot, d) for d in lots],
+            },
+        )
 
 
 __all__ = [

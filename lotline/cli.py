@@ -35,3 +35,4 @@ from lotline.commands import users as _users; _users.register(app)  # noqa: E402
 from lotline.commands import stack as _stack; _stack.register(app)  # noqa: E402, E702, I001
 from lotline.commands import trace as _trace; _trace.register(app)  # noqa: E402, E702, I001
 from lotline.commands import data as _data; _data.register(app)  # noqa: E402, E702, I001
+from lotline.commands import audit as _audit; _audit.register(app)  # noqa: E402, E702, I001

@@ -15,15 +15,21 @@ from lotline.settings import Settings
 
 def workflows() -> list[type]:
     """Workflow classes the worker registers."""
+    from workflows.capa import CapaWorkflow
+    from workflows.change_control import ChangeControlWorkflow
+    from workflows.qc_release import QcReleaseWorkflow
     from workflows.recall import RecallWorkflow
 
-    return [RecallWorkflow]
+    return [RecallWorkflow, QcReleaseWorkflow, ChangeControlWorkflow, CapaWorkflow]
 
 
 def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> list[Callable]:
     """Activity callables (bound methods of activity classes built here with their clients)."""
+    from activities.capa import CapaStore
+    from activities.changes import ChangeActivities
     from activities.documents import RecallDocuments
     from activities.notify import NoticeSender
+    from activities.quality import QualityActivities
     from activities.store import RecallStore
     from activities.tasks import TaskActivities
 
@@ -31,6 +37,7 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
     tasks = TaskActivities(sessions)
     sender = NoticeSender(sessions, settings)
     documents = RecallDocuments(sessions, settings)
+    quality = QualityActivities(sessions)
     return [
         store.freeze_scope,
         store.approval_plan,
@@ -46,4 +53,11 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
         tasks.nudge_task,
         tasks.close_tasks,
         sender.send_round,
+        *CapaStore(sessions).all(),
+        quality.release_plan,
+        quality.evaluate,
+        quality.review,
+        quality.set_status,
+        quality.dispose,
+        *ChangeActivities(sessions).all(),
     ]

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.audit import AuditActorInterceptor
 from domain.db import make_engine, make_session_factory
 from lotline import registry
 from lotline.settings import Settings
@@ -38,6 +39,7 @@ def build_worker(
         workflows=workflows,
         activities=activities,
         activity_executor=ThreadPoolExecutor(ACTIVITY_THREADS) if needs_threads else None,
+        interceptors=[AuditActorInterceptor()],  # audit entries name whom each activity acts for
     )
 
 

@@ -117,6 +117,15 @@ class LocalTwilioHttpClient(AsyncTwilioHttpClient):
                 self._paused_until, time.monotonic() + retry_after_seconds(response.headers)
             )
 
+    def log_request(self, kwargs: dict[str, Any]) -> None:
+        """One DEBUG line per request: the SDK's own is eleven INFO lines (headers and all) per message,
+        the worker's busiest log and a measurable cost at ten thousand notices."""
+        self.logger.debug("%s %s", kwargs["method"], kwargs["url"])
+
+    def log_response(self, status_code: int, response: Any) -> None:
+        """The answer's status, at DEBUG."""
+        self.logger.debug("answered %s", status_code)
+
     async def _wait_out_pause(self) -> None:
         # A loop, not one sleep: another 429 may push the pause further while we wait.
         while (delay := self._paused_until - time.monotonic()) > 0:  # noqa: ASYNC110

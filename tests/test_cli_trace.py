@@ -37,7 +37,15 @@ async def _populate(url: str) -> dict[str, str]:
                 shipment = Shipment(ref=ref, consignee_id=who.id, shipped_on=date(2026, 5, 4))
                 s.add(shipment)
                 await s.flush()
-                s.add(ShipmentLine(shipment_id=shipment.id, lot_id=lot.id, quantity=qty))
+                s.add(
+                    ShipmentLine(
+                        shipment_id=shipment.id,
+                        lot_id=lot.id,
+                        quantity=qty,
+                        consignee_id=who.id,
+                        shipped_on=shipment.shipped_on,
+                    )
+                )
             return {"CMP": cmp_.gtin, "FG": fg.gtin}
     finally:
         await engine.dispose()

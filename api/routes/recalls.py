@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep, reauthenticate, require_roles
 from api.schemas.recalls import (
+    CapaLink,
     DeadlinePublic,
     NoticeEventPublic,
     ProgressPublic,
@@ -26,6 +27,7 @@ from api.schemas.recalls import (
     WidenRequest,
 )
 from api.workflow_calls import execute_update
+from domain.capa.service import capas_for_recall
 from domain.enums import Role
 from domain.errors import DomainError
 from domain.models import Consignee
@@ -271,6 +273,10 @@ async def get_recall(recall_id: int, session: SessionDep) -> RecallPublic:
         completed_at=recall.completed_at,
         closed_at=recall.closed_at,
         closure_justification=recall.closure_justification,
+        capas=[
+            CapaLink(id=c.id, reference=c.reference, title=c.title, status=c.status.value)
+            for c in await capas_for_recall(session, recall_id=recall_id)
+        ],
     )
 
 

@@ -13,6 +13,8 @@ from api.deps import CurrentUser, SessionDep, TemporalDep, reauthenticate, requi
 from api.workflow_calls import execute_update
 from domain.enums import Role
 from domain.errors import Conflict
+from domain.quality.payloads import DispositionSplit
+from domain.quality.service import check_sign_off
 from domain.tasks.models import Task
 from domain.tasks.payloads import SignatureMeaning, SignOff, SignOffResult, TaskStatus
 from domain.tasks.service import get_task
@@ -47,8 +49,10 @@ class SignRequest(BaseModel):
     """A sign-off: the signer's password again (Part 11), the decision and, for a rejection, why."""
 
     password: str = Field(min_length=1)
-    decision: Literal["approved", "rejected"]
+    decision: Literal["approved", "rejected", "released"]
     reason: str = Field(default="", max_length=4000)
+    disposition: DispositionSplit | None = Field(default=None, description="QC release: the quantity split")
+    capa: bool = Field(default=False, description="a rejection asks for a CAPA")
 
 
 def _public(t: Task, now: datetime) -> TaskPublic:
@@ -123,6 +127,14 @@ async def sign_task(
         raise Conflict("this task is not signed through a process", field="task_id")
     await reauthenticate(session, user, body.password)
     await session.commit()
+    # A lot release's input (decision "released", the disposition split) that does not fit: 422.
+    await check_sign_off(
+        session,
+        record_type=task.record_type,
+        record_id=task.record_id,
+        decision=body.decision,
+        split=body.disposition,
+    )
     signoff = SignOff(
         task_id=task.id,
         username=user.username,
@@ -130,6 +142,8 @@ async def sign_task(
         roles=[r.value for r in user.roles],
         meaning=SignatureMeaning(body.decision),
         reason=body.reason,
+        disposition=body.disposition.model_dump() if body.disposition else None,
+        capa=body.capa,
     )
     return await execute_update(client, task.workflow_id, "sign_off", signoff, SignOffResult)
 

@@ -123,6 +123,15 @@ class TaskBrief(BaseModel):
     due_at: datetime | None
 
 
+class CapaLink(BaseModel):
+    """A CAPA opened from (linked to) the recall."""
+
+    id: int
+    reference: str
+    title: str
+    status: str
+
+
 class RecallPublic(RecallListItem):
     """A recall with its scope, deadlines, progress and signatures."""
 
@@ -140,6 +149,7 @@ class RecallPublic(RecallListItem):
     completed_at: datetime | None
     closed_at: datetime | None
     closure_justification: str | None
+    capas: list[CapaLink] = Field(default_factory=list)
 
 
 class NoticeEventPublic(BaseModel):

@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.capa.service import capas_for_recall
 from domain.models import Consignee, Lot, Product
 from domain.recalls.models import (
     RecallConsignee,
@@ -121,6 +122,7 @@ async def report_data(session: AsyncSession, *, recall_id: int) -> dict:
         else {}
     )
     sigs = await signatures_for(session, record_type="recall", record_id=recall_id)
+    linked = await capas_for_recall(session, recall_id=recall_id)
     return {
         "recall": recall,
         "progress": prog,
@@ -168,6 +170,7 @@ async def report_data(session: AsyncSession, *, recall_id: int) -> dict:
             for m in mismatches
         ],
         "signatures": sigs,
+        "capas": [{"reference": c.reference, "title": c.title, "status": c.status.value} for c in linked],
         "generated_at": datetime.now(UTC),
     }
 

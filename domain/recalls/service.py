@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import inventory
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.models import Consignee, Lot, Product, Shipment, ShipmentLine
+from domain.models import Consignee, Lot, Product, ShipmentLine
 from domain.policy.recall import recall_schedule
 from domain.policy.schedule import RecallPolicyInput
 from domain.recalls.links import new_reply_code
@@ -164,16 +164,17 @@ async def freeze_scope(
         ]
         if new_rows:
             await session.execute(insert(RecallLot), new_rows)
-        # Exposures of the new lots, aggregated in the database (one statement at any size).
+        # Exposures of the new lots, aggregated in the database (one statement at any size) from the
+        # lines alone: each repeats its shipment's consignee and date.
         exposures = (
             select(
-                Shipment.consignee_id,
+                ShipmentLine.consignee_id,
                 ShipmentLine.lot_id,
                 func.sum(ShipmentLine.quantity),
-                func.min(Shipment.shipped_on),
-                func.max(Shipment.shipped_on),
+                func.min(ShipmentLine.shipped_on),
+                func.max(ShipmentLine.shipped_on),
             )
-            .join(Shipment, Shipment.id == ShipmentLine.shipment_id)
+            .select_from(ShipmentLine)
             .join(
                 RecallLot,
                 and_(
@@ -182,7 +183,7 @@ async def freeze_scope(
                     RecallLot.version == version,
                 ),
             )
-            .group_by(Shipment.consignee_id, ShipmentLine.lot_id)
+            .group_by(ShipmentLine.consignee_id, ShipmentLine.lot_id)
         )
         rows = (await session.execute(exposures)).all()
         if rows:

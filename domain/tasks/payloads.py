@@ -69,6 +69,9 @@ class SignOff(BaseModel):
     meaning: SignatureMeaning
     reason: str = ""
     auth_method: str = "password re-entered at signing"
+    # QC release: the quantity split signed with the decision (unrestricted/blocked/scrap/sample).
+    disposition: dict[str, int] | None = None
+    capa: bool = False  # a rejection asks for a CAPA (recorded on the nonconformance)
 
 
 class SignOffResult(BaseModel):

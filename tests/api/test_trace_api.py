@@ -62,7 +62,15 @@ async def client(store) -> AsyncIterator[Client]:
             shipment = Shipment(ref=ref, consignee_id=who.id, shipped_on=date(2026, 4, 1))
             s.add(shipment)
             await s.flush()
-            s.add(ShipmentLine(shipment_id=shipment.id, lot_id=lot.id, quantity=qty))
+            s.add(
+                ShipmentLine(
+                    shipment_id=shipment.id,
+                    lot_id=lot.id,
+                    quantity=qty,
+                    consignee_id=who.id,
+                    shipped_on=shipment.shipped_on,
+                )
+            )
         gtin = cmp_.gtin
     settings = Settings(database_url=store.url)
     app = create_app(settings)

@@ -11,7 +11,8 @@ from itertools import pairwise
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event
+from sqlalchemy import event, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import inventory
@@ -46,7 +47,12 @@ async def ship(
     for lot, qty, serial in lines:
         s.add(
             ShipmentLine(
-                shipment_id=shipment.id, lot_id=lot.id, quantity=qty, serial_id=serial.id if serial else None
+                shipment_id=shipment.id,
+                lot_id=lot.id,
+                quantity=qty,
+                serial_id=serial.id if serial else None,
+                consignee_id=consignee.id,
+                shipped_on=on,
             )
         )
     await s.flush()
@@ -227,6 +233,36 @@ async def test_scope_has_stock_shipments_and_consignees_with_quantities(store):
         assert {"product_code", "lot_number", "depth"} <= set(dumped["lots"][0])
         assert {"location_code", "product_code", "lot_number", "quantity"} <= set(dumped["stock"][0])
         assert {"code", "quantity"} <= set(dumped["consignees"][0])
+
+
+async def test_a_shipment_line_always_carries_its_shipments_consignee_and_date(store):
+    # The trace sums consignee totals from shipment_lines alone: the copy must never drift.
+    async with store.sessions() as s, s.begin():
+        fg = await f.product(s, "FG")
+        lot = await f.lot(s, fg, "F1")
+        h1, h2 = await f.consignee(s, "H1"), await f.consignee(s, "H2")
+        shipment = Shipment(ref="S1", consignee_id=h1.id, shipped_on=date(2026, 2, 1))
+        s.add(shipment)
+        await s.flush()
+        line = ShipmentLine(shipment_id=shipment.id, lot_id=lot.id, quantity=3)  # a writer that gives no copy
+        s.add(line)
+        await s.flush()
+        assert (line.consignee_id, line.shipped_on) == (h1.id, date(2026, 2, 1))
+    with pytest.raises(IntegrityError):
+        async with store.sessions() as s, s.begin():
+            s.add(
+                ShipmentLine(
+                    shipment_id=shipment.id,
+                    lot_id=lot.id,
+                    quantity=1,
+                    consignee_id=h2.id,
+                    shipped_on=date(2026, 2, 1),
+                )
+            )
+    async with store.sessions() as s, s.begin():
+        await s.execute(update(Shipment).where(Shipment.id == shipment.id).values(consignee_id=h2.id))
+        fwd = await forward_trace(s, [lot.id])
+        assert [(c.code, c.quantity) for c in fwd.consignees] == [("H2", 3)]
 
 
 async def test_several_origins_each_start_at_depth_zero(store):
