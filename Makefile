@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench bench-fanout install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: lint
 ## Benchmarks print figures; SIZE scales the synthetic data (1.0 = full size).
 bench: $(STAMP)
 	$(BIN)/python bench/trace.py $(BENCH_ARGS)
+
+## A recall reaching 10,000 consignees on the embedded stack: fan-out, history, acknowledgements.
+bench-fanout: $(STAMP)
+	$(BIN)/python bench/recall_fanout.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -49,18 +49,22 @@ async def wake_recall(session: AsyncSession, client: Client | None, recall_id: i
     """Signal the recall's workflow that facts arrived, coalesced to one signal per WAKE_INTERVAL
     (multi-replica safe: a conditional UPDATE decides who sends); returns True when it signalled."""
     now = datetime.now(UTC)
-    still_open = await session.scalar(
-        select(func.count()).where(
-            RecallConsignee.recall_id == recall_id, RecallConsignee.state != ConsigneeState.acknowledged
-        )
+    open_consignees = (
+        select(func.count())
+        .where(RecallConsignee.recall_id == recall_id, RecallConsignee.state != ConsigneeState.acknowledged)
+        .scalar_subquery()
     )
+    row = (
+        await session.execute(select(open_consignees, Recall.last_signalled_at).where(Recall.id == recall_id))
+    ).one_or_none()
+    if row is None:
+        return False
+    still_open, last = row
     claim = update(Recall).where(Recall.id == recall_id)
     if still_open:
-        # Most answers fall inside the interval: a read says so without the write (on SQLite every
+        # Most answers fall inside the interval: the read above says so without a write (on SQLite every
         # UPDATE, even one that matches nothing, takes the database's single write lock).
-        last = await session.scalar(select(Recall.last_signalled_at).where(Recall.id == recall_id))
         if last is not None and last >= now - WAKE_INTERVAL:
-            await session.commit()
             return False
         claim = claim.where(
             or_(Recall.last_signalled_at.is_(None), Recall.last_signalled_at < now - WAKE_INTERVAL)

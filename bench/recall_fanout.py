@@ -74,6 +74,8 @@ class Config:
     concurrency: int = 64
     ack_rate: float = 0.0  # 0: closed loop (as fast as ``concurrency`` allows); else arrivals per second
     api_workers: int = 1
+    jurisdiction: str = "CN"  # CN: NMPA level 2; US: FDA class II
+    sms_endpoint: str = "api"  # api: the local Twilio endpoint inside the API, as `make run` has it; own
     page_size: int | None = None  # LOTLINE_NOTICE_PAGE_SIZE for the worker; None: the product's default
     sms_concurrency: int | None = None  # LOTLINE_SMS_CONCURRENCY; None: the product's default
     timeout: float = 1200.0  # the whole run, seconds
@@ -563,8 +565,9 @@ async def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
 
         shutil.rmtree(maildir)
     store = make_store(cfg)
-    t_port, api_port, smtp_port = free_port(), free_port(), free_port()
+    t_port, api_port, smtp_port, sms_port = free_port(), free_port(), free_port(), free_port()
     base = f"http://127.0.0.1:{api_port}"
+    sms_base = f"http://127.0.0.1:{sms_port}" if cfg.sms_endpoint == "own" else base
     values = {
         "LOTLINE_DATABASE_URL": store.url,
         "LOTLINE_TEMPORAL_ADDRESS": f"127.0.0.1:{t_port}",
@@ -572,7 +575,7 @@ async def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
         "LOTLINE_API_HOST": "127.0.0.1",
         "LOTLINE_API_PORT": str(api_port),
         "LOTLINE_PUBLIC_BASE_URL": base,
-        "LOTLINE_TWILIO_BASE_URL": f"{base}/dev/twilio",
+        "LOTLINE_TWILIO_BASE_URL": f"{sms_base}/dev/twilio",
         "LOTLINE_SMTP_HOST": "127.0.0.1",
         "LOTLINE_SMTP_PORT": str(smtp_port),
         "LOTLINE_SECRET_KEY": secrets.token_urlsafe(32),
@@ -638,18 +641,24 @@ async def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
             env,
         )
         smtp = start_smtp("127.0.0.1", smtp_port, maildir, smtp_count)
-        uvicorn = [sys.executable, *([os.environ["BENCH_API"]] if os.environ.get("BENCH_API") else ["-m", "uvicorn"]), "api.app:create_app", "--factory"]
-        uvicorn += ["--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"]
-        uvicorn += ["--no-access-log", "--workers", str(cfg.api_workers)]
-        await children.spawn("api", _profiled("api", uvicorn, cfg), env, stop_signal=_stop_signal(cfg))
+        uvicorn = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1"]
+        uvicorn += ["--log-level", "warning", "--no-access-log"]
+        api = [*uvicorn, "--port", str(api_port), "--workers", str(cfg.api_workers)]
+        await children.spawn("api", _profiled("api", api, cfg), env, stop_signal=_stop_signal(cfg))
+        if cfg.sms_endpoint == "own":
+            # The same app in a process of its own serves only the Twilio stand-in; its status callbacks
+            # still go to the API's webhooks, as Twilio's would.
+            sms = [*uvicorn, "--port", str(sms_port)]
+            await children.spawn(
+                "sms-endpoint", _profiled("sms", sms, cfg), env, stop_signal=_stop_signal(cfg)
+            )
         await asyncio.wait_for(wait_for_temporal(settings), 90)
-        worker = [
-            sys.executable,
-            os.environ.get("BENCH_WORKER", "-m"),
-            *([] if os.environ.get("BENCH_WORKER") else ["lotline", "worker"]),
-        ]
+        worker = [sys.executable, "-m", "lotline", "worker"]
         await children.spawn("worker", _profiled("worker", worker, cfg), env, stop_signal=_stop_signal(cfg))
         await asyncio.wait_for(wait_for_api(settings), 90)
+        if cfg.sms_endpoint == "own":
+            await asyncio.wait_for(wait_for_api(settings.model_copy(update={"api_port": sms_port})), 90)
+        report["children"] = {name: proc.pid for name, proc in children.procs}
         client = await connect(settings)
         log(f"stack is up: Temporal 127.0.0.1:{t_port}, API {base}, SMTP 127.0.0.1:{smtp_port}")
         report["environment"]["server"] = (
@@ -676,7 +685,11 @@ async def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
                     "suspects": [{"product_code": PRODUCT_CODE, "lot_number": LOT_NUMBER}],
                     "reason": "Benchmark: the seal of the pump cassette may leak",
                     "hazard": "A leak can interrupt or delay infusion therapy",
-                    "nmpa_level": 2,
+                    **(
+                        {"nmpa_level": 2}
+                        if cfg.jurisdiction == "CN"
+                        else {"jurisdictions": ["US"], "fda_class": "II"}
+                    ),
                 },
             )
             assert r.status_code == 201, r.text
@@ -1031,7 +1044,8 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
         f"{env.get('load_average_after')} after); "
         f"page size {report['config']['notice_page_size']}, SMS concurrency "
         f"{report['config']['sms_concurrency']}, {report['config']['api_workers']} API worker(s), "
-        f"{report['config']['concurrency']} ack clients"
+        f"{report['config']['concurrency']} ack clients; recall in {report['config']['jurisdiction']}, "
+        "Twilio stand-in " + ("inside the API" if report["config"]["sms_endpoint"] == "api" else "on its own")
     )
     table = Table(title=f"recall_fanout {report['database']} n={report['consignees']:,}")
     for col in ("figure", "value", "target", ""):
@@ -1080,6 +1094,18 @@ def parse(argv: list[str] | None = None) -> Config:
         help="open loop: acknowledgements per second (default 0: closed)",
     )
     add("--api-workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    add(
+        "--jurisdiction",
+        choices=("CN", "US"),
+        default="CN",
+        help="CN: NMPA level 2 (default); US: FDA class II",
+    )
+    add(
+        "--sms-endpoint",
+        choices=("api", "own"),
+        default="api",
+        help="the local Twilio endpoint inside the API as `make run` has it (default), or in its own process",
+    )
     add("--page-size", type=int, default=None, help="LOTLINE_NOTICE_PAGE_SIZE for the worker")
     add("--sms-concurrency", type=int, default=None, help="LOTLINE_SMS_CONCURRENCY for the worker")
     add("--timeout", type=float, default=1200.0, help="seconds for the whole run (default 1200)")
@@ -1099,6 +1125,8 @@ def parse(argv: list[str] | None = None) -> Config:
         concurrency=a.concurrency,
         ack_rate=a.ack_rate,
         api_workers=a.api_workers,
+        jurisdiction=a.jurisdiction,
+        sms_endpoint=a.sms_endpoint,
         page_size=a.page_size,
         sms_concurrency=a.sms_concurrency,
         timeout=a.timeout,

@@ -321,7 +321,8 @@ class ShipmentLine(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    shipment_id: Mapped[int] = mapped_column(ForeignKey("shipments.id"), index=True)
+    # Its foreign key is the composite one above (which implies shipments.id).
+    shipment_id: Mapped[int] = mapped_column(BigId, index=True)
     lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"))
     serial_id: Mapped[int | None] = mapped_column(ForeignKey("serials.id"), nullable=True)
     quantity: Mapped[int] = mapped_column(BigInteger)

@@ -469,3 +469,42 @@ async def test_the_sign_off_input_is_checked_before_it_reaches_the_workflow(stor
             await quality.check_sign_off(s, record_type="recall", record_id=1, decision="released")
         assert err.value.field == "decision"
         await quality.check_sign_off(s, record_type="recall", record_id=1, decision="approved")
+
+
+async def test_an_open_change_that_blocks_release_of_the_product_refuses_release(store):
+    # Change control's own rule (domain.changes.service.open_changes_blocking_release), asked here.
+    from domain.changes.models import ChangeProduct, ChangeRequest
+    from domain.changes.payloads import ChangeKind, ChangeStatus
+
+    async with store.sessions() as s, s.begin():
+        lot, _, inspection = await _world(s)
+        await quality.record_results(s, inspection_id=inspection.id, results=PASSING, recorded_by="prod1")
+        change = ChangeRequest(
+            reference="CHG-2026-0001",
+            kind=ChangeKind.design,
+            title="New seal material",
+            description="Replace the seal",
+            status=ChangeStatus.implementing,
+            initiated_by="qa1",
+            blocks_release=True,
+        )
+        s.add(change)
+        await s.flush()
+        s.add(ChangeProduct(change_id=change.id, product_id=lot.product_id))
+        await s.flush()
+        assert await quality.release_blockers(s, lot_id=lot.id) == [
+            "change CHG-2026-0001 is open and blocks release of STENT"
+        ]
+        with pytest.raises(LotBlocked):
+            async with s.begin_nested():
+                await quality.apply_disposition(
+                    s,
+                    inspection_id=inspection.id,
+                    outcome=DispositionOutcome.released,
+                    split=None,
+                    decided_by="rel1",
+                    signature_id=await _signature(s, inspection),
+                )
+        change.status = ChangeStatus.closed
+        await s.flush()
+        assert await quality.release_blockers(s, lot_id=lot.id) == []

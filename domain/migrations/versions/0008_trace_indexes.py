@@ -11,7 +11,8 @@ balance and one shipments lookup per line. Now:
 * ``shipment_lines`` carries ``consignee_id`` and ``shipped_on`` (a shipment's consignee and date,
   copied; backfilled here). A composite foreign key to ``shipments (id, consignee_id, shipped_on)``
   keeps the copy true on both databases: a line cannot disagree with its shipment, and
-  ``ON UPDATE CASCADE`` carries a corrected shipment onto its lines.
+  ``ON UPDATE CASCADE`` carries a corrected shipment onto its lines. It replaces the plain foreign key
+  on ``shipment_id`` (which it implies), so a join between the two tables stays unambiguous.
 * ``ix_shipment_lines_lot`` becomes ``(lot_id, consignee_id, shipped_on, quantity, shipment_id,
   serial_id)``: consignee totals and the shipment lines of a lot come from the index alone.
 * ``ix_stock_balances_lot`` becomes ``(lot_id, location_id, status, quantity)``: on-hand stock of a
@@ -39,15 +40,27 @@ STOCK_LOT = "ix_stock_balances_lot"
 STOCK_LOT_COLUMNS = ["lot_id", "location_id", "status", "quantity"]
 SHIPMENT_KEY = "uq_shipments_id_consignee_shipped"
 LINE_SHIPMENT_FK = "fk_shipment_lines_shipment_consignee_shipped"
+SHIPMENT_FK = "fk_shipment_lines_shipment_id_shipments"
 
 
-def _lines_before(*, with_new_columns: bool) -> sa.Table:
-    """``shipment_lines`` as 0001 made it (for SQLite's batch copy), optionally with the new columns."""
-    extra = (
-        [sa.Column("consignee_id", ID, nullable=True), sa.Column("shipped_on", sa.Date(), nullable=True)]
-        if with_new_columns
-        else []
-    )
+def _lines_table(*, upgraded: bool) -> sa.Table:
+    """``shipment_lines`` for SQLite's batch copy: as 0001 made it plus the two new (nullable) columns,
+    or as this migration leaves it."""
+    extra: list[sa.SchemaItem] = [
+        sa.Column("consignee_id", ID, nullable=not upgraded),
+        sa.Column("shipped_on", sa.Date(), nullable=not upgraded),
+    ]
+    if upgraded:
+        extra.append(
+            sa.ForeignKeyConstraint(
+                ["shipment_id", "consignee_id", "shipped_on"],
+                ["shipments.id", "shipments.consignee_id", "shipments.shipped_on"],
+                name=LINE_SHIPMENT_FK,
+                onupdate="CASCADE",
+            )
+        )
+    else:
+        extra.append(sa.ForeignKeyConstraint(["shipment_id"], ["shipments.id"], name=SHIPMENT_FK))
     return sa.Table(
         "shipment_lines",
         sa.MetaData(),
@@ -60,9 +73,6 @@ def _lines_before(*, with_new_columns: bool) -> sa.Table:
         sa.CheckConstraint("quantity > 0", name="ck_shipment_lines_quantity_positive"),
         sa.ForeignKeyConstraint(["lot_id"], ["lots.id"], name="fk_shipment_lines_lot_id_lots"),
         sa.ForeignKeyConstraint(["serial_id"], ["serials.id"], name="fk_shipment_lines_serial_id_serials"),
-        sa.ForeignKeyConstraint(
-            ["shipment_id"], ["shipments.id"], name="fk_shipment_lines_shipment_id_shipments"
-        ),
         sa.PrimaryKeyConstraint("id", name="pk_shipment_lines"),
     )
 
@@ -98,10 +108,11 @@ def upgrade() -> None:
     if sqlite:
         triggers = _sqlite_triggers("shipment_lines")
         with op.batch_alter_table(
-            "shipment_lines", copy_from=_lines_before(with_new_columns=True), recreate="always"
+            "shipment_lines", copy_from=_lines_table(upgraded=False), recreate="always"
         ) as batch:
             batch.alter_column("consignee_id", existing_type=ID, nullable=False)
             batch.alter_column("shipped_on", existing_type=sa.Date(), nullable=False)
+            batch.drop_constraint(SHIPMENT_FK, type_="foreignkey")
             batch.create_foreign_key(
                 LINE_SHIPMENT_FK,
                 "shipments",
@@ -116,6 +127,7 @@ def upgrade() -> None:
     else:
         op.alter_column("shipment_lines", "consignee_id", existing_type=ID, nullable=False)
         op.alter_column("shipment_lines", "shipped_on", existing_type=sa.Date(), nullable=False)
+        op.drop_constraint(SHIPMENT_FK, "shipment_lines", type_="foreignkey")
         op.create_foreign_key(
             LINE_SHIPMENT_FK,
             "shipment_lines",
@@ -139,15 +151,18 @@ def downgrade() -> None:
     if sqlite:
         triggers = _sqlite_triggers("shipment_lines")
         with op.batch_alter_table(
-            "shipment_lines", copy_from=_lines_before(with_new_columns=True), recreate="always"
+            "shipment_lines", copy_from=_lines_table(upgraded=True), recreate="always"
         ) as batch:
+            batch.drop_constraint(LINE_SHIPMENT_FK, type_="foreignkey")
             batch.drop_column("consignee_id")
             batch.drop_column("shipped_on")
+            batch.create_foreign_key(SHIPMENT_FK, "shipments", ["shipment_id"], ["id"])
         op.create_index("ix_shipment_lines_shipment_id", "shipment_lines", ["shipment_id"])
         for sql in triggers:
             op.execute(sql)
     else:
         op.drop_constraint(LINE_SHIPMENT_FK, "shipment_lines", type_="foreignkey")
+        op.create_foreign_key(SHIPMENT_FK, "shipment_lines", "shipments", ["shipment_id"], ["id"])
         op.drop_column("shipment_lines", "shipped_on")
         op.drop_column("shipment_lines", "consignee_id")
     op.create_index(LINES_LOT, "shipment_lines", ["lot_id", "shipment_id"])
