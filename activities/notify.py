@@ -24,6 +24,7 @@ from domain.recalls import service as recalls
 from domain.recalls.links import ack_path
 from domain.recalls.models import Notice, Recall, RecallConsignee, RecallExposure
 from domain.recalls.payloads import Channel, ConsigneeState, NoticeState, SendReport, SendRound
+from domain.recalls.receipts import apply_receipts
 from lotline.settings import Settings
 from notifications.content import (
     Contact,
@@ -375,6 +376,8 @@ class NoticeSender:
                     notice_id=n.id,
                     detail={"attempt": r.attempt, "provider_id": notice.provider_id, "error": notice.error},
                 )
+            # Receipts that overtook this record (a fast provider) are applied now.
+            await apply_receipts(s, provider_ids=[r.provider_id for r in results.values() if r.provider_id])
         return sent, failed
 
     async def _finish_round(self, r: SendRound) -> list[str]:

@@ -5,14 +5,12 @@ Every inbound fact is committed to the store before the recall's workflow is tol
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-from sqlalchemy import select
 from temporalio.client import Client
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
@@ -22,9 +20,7 @@ from api.workflow_calls import wake_recall
 from domain.errors import DomainError
 from domain.recalls import acknowledgements as acks
 from domain.recalls.links import ack_path, verify_ack
-from domain.recalls.models import Notice, RecallConsignee
-from domain.recalls.payloads import ConsigneeState, NoticeState
-from domain.recalls.service import add_event, advance_state
+from domain.recalls.receipts import record_receipt
 from lotline.temporal import connect
 
 router = APIRouter(tags=["acknowledgements"])
@@ -191,47 +187,17 @@ async def inbound_sms(request: Request, session: SessionDep, settings: SettingsD
     return Response(content=str(twiml), media_type="application/xml")
 
 
-# Twilio's delivery statuses, mapped onto the notice's receipt ladder.
-_DELIVERY = {
-    "delivered": NoticeState.delivered,
-    "failed": NoticeState.failed,
-    "undelivered": NoticeState.failed,
-}
-
-
 @router.post("/webhooks/twilio/status")
 async def sms_status(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Delivery receipts for SMS notices (signed by Twilio); a repeat changes nothing."""
     params = {k: str(v) for k, v in (await request.form()).items()}
     _validate_twilio(request, settings, params)
     sid, status_ = params.get("MessageSid", ""), params.get("MessageStatus", "")
-    notice = await session.scalar(select(Notice).where(Notice.provider_id == sid))
-    if notice is None:
-        return Response(status_code=204)
-    new = _DELIVERY.get(status_)
-    if new is not None and notice.state in (NoticeState.sent, NoticeState.sending):
-        notice.state = new
-        if new == NoticeState.delivered:
-            notice.delivered_at = notice.delivered_at or notice.sent_at
-            rc = await session.scalar(
-                select(RecallConsignee).where(
-                    RecallConsignee.recall_id == notice.recall_id,
-                    RecallConsignee.consignee_id == notice.consignee_id,
-                )
-            )
-            if rc is not None:
-                advance_state(rc, ConsigneeState.delivered, datetime.now(UTC))
-        else:
-            kind = "permanent" if status_ == "failed" else "temporary"
-            notice.error = f"{kind}: {params.get('ErrorCode', '')} {status_}"
-        await add_event(
-            session,
-            recall_id=notice.recall_id,
-            consignee_id=notice.consignee_id,
-            kind=new.value,
-            channel="sms",
-            notice_id=notice.id,
-            detail={"sid": sid, "status": status_},
+    if not sid or not status_:
+        raise HTTPException(
+            status_code=422,
+            detail=[{"field": "MessageSid", "reason": "MessageSid and MessageStatus are required"}],
         )
-        await session.commit()
+    await record_receipt(session, provider_id=sid, status=status_, error_code=params.get("ErrorCode") or None)
+    await session.commit()
     return Response(status_code=204)

@@ -218,3 +218,22 @@ class RecallReport(Base):
     body_html: Mapped[str | None] = mapped_column(Text, nullable=True)
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     mailed_to: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class DeliveryReceipt(Base):
+    """A provider's delivery status for a message (Twilio status callback), stored as it arrives.
+
+    A callback can overtake the sender's own record of the message id; it waits here, unapplied, until
+    the notice with that id is recorded, so no receipt is ever lost.
+    """
+
+    __tablename__ = "delivery_receipts"
+    __table_args__ = (Index("ix_delivery_receipts_pending", "provider_id", "applied"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(8), default="sms")
+    status: Mapped[str] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    applied: Mapped[bool] = mapped_column(Boolean, default=False)
