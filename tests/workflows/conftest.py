@@ -169,3 +169,28 @@ def notice_mails(stack: RecallStack) -> list:
     from notifications.devmail import list_messages
 
     return [m for m in list_messages(stack.maildir) if "X-Lotline-Notice" in m.headers]
+
+
+async def outcome_of(handle, *, settle: float = 10.0, seconds: float = 60.0):
+    """The workflow's result.
+
+    Waiting on a result makes the time-skipping server jump to the next timer, and its long poll for the
+    close event is measured on that skipped clock: a workflow that is about to finish on its own (a signal
+    being handled) can make the poll give up ("No completion event found"). So first let it finish in
+    real time; only a workflow still waiting on a timer after ``settle`` seconds gets time skipped.
+    """
+    from temporalio.client import WorkflowExecutionStatus
+
+    loop = asyncio.get_running_loop()
+    settle_until = loop.time() + settle
+    while loop.time() < settle_until:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return await handle.result()
+        await asyncio.sleep(0.1)
+    deadline = loop.time() + seconds
+    while True:
+        try:
+            return await handle.result()
+        except RuntimeError as exc:
+            if "No completion event found" not in str(exc) or loop.time() > deadline:
+                raise

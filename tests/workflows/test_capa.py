@@ -23,7 +23,7 @@ from domain.recalls.models import Notice, RecallReport
 from domain.recalls.payloads import RecallOutcome, RecallStatus
 from domain.tasks.models import Signature, Task
 from domain.users import hash_password
-from tests.workflows.conftest import PASSWORD, build_world, wait_for
+from tests.workflows.conftest import PASSWORD, build_world, outcome_of, wait_for
 from tests.workflows.test_recall_workflow import acknowledge_all, approval_task, post_recall, token
 from workflows import names
 from workflows.capa import CapaWorkflow
@@ -275,7 +275,7 @@ async def test_the_whole_path_through_the_api(recall_stack, time_env):
     (closure,) = await open_task(stack, cid, "approve_capa_closure")
     assert closure.candidate_roles == ["qa_manager"] and closure.excluded_users == ["qa1"]
     assert (await sign(stack, closure.id, MANAGER)).status_code == 200
-    outcome = CapaOutcome.model_validate(await handle.result())
+    outcome = CapaOutcome.model_validate(await outcome_of(handle))
     assert outcome.status == CapaStatus.closed and outcome.cycles == 1
     # The recorded history replays on the current code: the workflow is deterministic.
     replayer = Replayer(workflows=[CapaWorkflow], data_converter=pydantic_data_converter)
@@ -478,7 +478,7 @@ async def test_closure_sign_off_refuses_the_initiator_and_a_rejection_verifies_a
     assert (await verify(stack, cid, "effective")).status_code == 200
     (closure,) = await open_task(stack, cid, "approve_capa_closure")
     assert (await sign(stack, closure.id, MANAGER)).status_code == 200
-    outcome = CapaOutcome.model_validate(await handle.result())
+    outcome = CapaOutcome.model_validate(await outcome_of(handle))
     assert outcome.status == CapaStatus.closed
     late = await verify(stack, cid, "effective")
     assert late.status_code == 409
@@ -498,7 +498,7 @@ async def test_a_capa_opened_from_a_recall_shows_on_the_recall_and_its_summary(r
 
     await wait_for(sent, stack)
     await acknowledge_all(stack, recall["id"])
-    done = RecallOutcome.model_validate(await handle.result())
+    done = RecallOutcome.model_validate(await outcome_of(handle))
     assert done.status == RecallStatus.completed
 
     assert (

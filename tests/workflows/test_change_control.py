@@ -22,7 +22,7 @@ from domain.models import Product
 from domain.tasks.models import Signature, Task
 from domain.tasks.payloads import SignatureMeaning, SignOff, SignOffResult, TaskStatus
 from domain.users import create_user
-from tests.workflows.conftest import PASSWORD, build_world, wait_for
+from tests.workflows.conftest import PASSWORD, build_world, outcome_of, wait_for
 
 pytestmark = pytest.mark.temporal
 
@@ -287,7 +287,7 @@ async def test_parallel_approvals_by_role_then_implementation_verification_and_c
     assert r.status_code == 409 and "separation of duties" in r.json()["detail"][0]["reason"]
     assert (await sign(stack, verify.id, "qa1")).status_code == 200
 
-    outcome = ChangeOutcome.model_validate(await handle.result())
+    outcome = ChangeOutcome.model_validate(await outcome_of(handle))
     assert outcome.status == ChangeStatus.closed and outcome.rounds == 1
     assert outcome.effective_on is not None
     day = outcome.effective_on
@@ -389,7 +389,7 @@ async def test_a_rejection_returns_it_with_reasons_and_the_next_round_completes(
     assert verify2.id != verify.id
     assert (await sign(stack, verify2.id, "qa2")).status_code == 200
 
-    outcome = ChangeOutcome.model_validate(await handle.result())
+    outcome = ChangeOutcome.model_validate(await outcome_of(handle))
     assert outcome.status == ChangeStatus.closed and outcome.rounds == 2
     assert await in_force(stack, "WI-9", outcome.effective_on) == "A"
     full = (await call(stack, "GET", f"/api/changes/{cid}", "qa1")).json()
@@ -476,7 +476,7 @@ async def test_overdue_tasks_escalate_in_one_batch_and_the_effective_date_timer_
     assert change.became_effective_on == effective
     assert await in_force(stack, "SOP-7", effective) == "2"
     assert await in_force(stack, "SOP-7", effective - timedelta(days=1)) == "1"
-    outcome = ChangeOutcome.model_validate(await handle.result())
+    outcome = ChangeOutcome.model_validate(await outcome_of(handle))
     assert outcome.effective_on == effective
 
 
@@ -509,7 +509,7 @@ async def test_withdrawal_needs_the_initiator_or_a_manager_and_ends_the_release_
     r = await call(stack, "POST", f"/api/changes/{cid}/withdraw", "qa1", json=body)
     assert r.status_code == 200, r.text
 
-    outcome = ChangeOutcome.model_validate(await handle.result())
+    outcome = ChangeOutcome.model_validate(await outcome_of(handle))
     assert outcome.status == ChangeStatus.withdrawn
     async with stack.sessions() as s:
         assert await changes.open_changes_blocking_release(s, product_id=pump) == []

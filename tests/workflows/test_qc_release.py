@@ -26,6 +26,7 @@ from domain.quality.payloads import DispositionOutcome, InspectionStatus, Releas
 from domain.tasks.models import Signature, Task
 from domain.users import create_user
 from tests.workflows.conftest import PASSWORD, build_world, wait_for
+from tests.workflows.conftest import outcome_of as workflow_result
 
 pytestmark = pytest.mark.temporal
 # Test passwords are public: a cheap hash keeps the suite fast (the real parameters are tested in
@@ -135,7 +136,7 @@ def refusal(r: httpx.Response) -> str:
 
 async def outcome_of(stack, started: dict) -> ReleaseOutcome:
     handle = stack.client.get_workflow_handle(started["workflow_id"])
-    return ReleaseOutcome.model_validate(await handle.result())
+    return ReleaseOutcome.model_validate(await workflow_result(handle))
 
 
 async def test_the_release_sla_reminds_then_escalates_to_qa_management(recall_stack, time_env):

@@ -20,7 +20,7 @@ from domain.recalls.payloads import RecallOutcome, RecallStatus
 from domain.tasks.models import Signature, Task
 from domain.tasks.payloads import SignatureMeaning, SignOff, SignOffResult
 from notifications.devmail import list_messages
-from tests.workflows.conftest import PASSWORD, build_world, notice_mails, wait_for
+from tests.workflows.conftest import PASSWORD, build_world, notice_mails, outcome_of, wait_for
 
 pytestmark = pytest.mark.temporal
 
@@ -268,7 +268,7 @@ async def test_completes_when_everyone_answered_and_quantities_reconcile(recall_
 
     await wait_for(sent, stack)
     await acknowledge_all(stack, created["id"])
-    outcome = RecallOutcome.model_validate(await handle.result())
+    outcome = RecallOutcome.model_validate(await outcome_of(handle))
     assert outcome.status == RecallStatus.completed and outcome.summary_report_id
     async with stack.sessions() as s:
         summary = await s.get(RecallReport, outcome.summary_report_id)
@@ -397,7 +397,7 @@ async def test_cancelled_before_approval_with_a_signed_justification(recall_stac
             json={"password": PASSWORD, "justification": "Raised in error, wrong lot"},
         )
         assert r.status_code == 200, r.text
-    outcome = RecallOutcome.model_validate(await handle.result())
+    outcome = RecallOutcome.model_validate(await outcome_of(handle))
     assert outcome.status == RecallStatus.cancelled
     async with stack.sessions() as s:
         t = await s.get(Task, task.id)
