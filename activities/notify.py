@@ -338,6 +338,7 @@ class NoticeSender:
     async def _record(self, r: SendRound, batch, results: dict[str, SendResult]) -> tuple[int, int]:
         now = datetime.now(UTC)
         sent = failed = 0
+        reached: list[int] = []
         async with transaction(self.sessions) as s:
             rcs = {
                 rc.consignee_id: rc
@@ -358,7 +359,7 @@ class NoticeSender:
                 res = results.get(_key(n))
                 if res is not None and res.accepted:
                     notice.state, notice.provider_id, notice.sent_at = NoticeState.sent, res.provider_id, now
-                    recalls.advance_state(rcs[n.consignee_id], ConsigneeState.sent, now)
+                    reached.append(rcs[n.consignee_id].id)
                     sent += 1
                     kind = "sent"
                 else:
@@ -376,6 +377,7 @@ class NoticeSender:
                     notice_id=n.id,
                     detail={"attempt": r.attempt, "provider_id": notice.provider_id, "error": notice.error},
                 )
+            await recalls.advance_in_store(s, recall_consignee_ids=reached, state=ConsigneeState.sent, at=now)
             # Receipts that overtook this record (a fast provider) are applied now.
             await apply_receipts(s, provider_ids=[r.provider_id for r in results.values() if r.provider_id])
         return sent, failed
@@ -400,8 +402,12 @@ class NoticeSender:
                 )
             ).all()
             now = datetime.now(UTC)
-            for rc, _code in lost:
-                recalls.advance_state(rc, ConsigneeState.unreachable, now)
+            await recalls.advance_in_store(
+                s,
+                recall_consignee_ids=[rc.id for rc, _code in lost],
+                state=ConsigneeState.unreachable,
+                at=now,
+            )
             recall = await recalls.get_recall(s, r.recall_id)
             unsent = await s.scalar(
                 select(func.count()).where(

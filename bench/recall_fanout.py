@@ -5,9 +5,10 @@ Run: ``.venv/bin/python bench/recall_fanout.py [--consignees 10000] [--db sqlite
 
 1. Starts the embedded stack as separate processes: the Temporal dev server (the venv's ``temporal``
    binary, in memory), the API under uvicorn (``api.app:create_app``, which also serves the local
-   Twilio-compatible endpoint and the webhooks) and the worker (``python -m lotline worker``); the dev
-   SMTP server (``notifications.devmail``'s Maildir handler, counting what it accepts) runs on a thread
-   of this process. A fresh store: a SQLite file, or the PostgreSQL database ``lotline_bench_fanout``.
+   Twilio-compatible endpoint and the webhooks; ``--sms-endpoint own`` moves that stand-in to a process
+   of its own) and the worker (``python -m lotline worker``); the dev SMTP server
+   (``notifications.devmail``'s Maildir handler, counting what it accepts) runs on a thread of this
+   process. A fresh store: a SQLite file, or the PostgreSQL database ``lotline_bench_fanout``.
 2. Loads one product and lot shipped to N consignees, each with an e-mail address and a unique +86
    mobile number, and two users (QA, QA manager).
 3. Through the API, QA posts the recall and the manager signs the approval. Measures the time from the
@@ -17,7 +18,9 @@ Run: ``.venv/bin/python bench/recall_fanout.py [--consignees 10000] [--db sqlite
    flight): rate (target ≥ 300/s), p50/p95/p99 latency (target p99 ≤ 200 ms), and that none was lost
    (exactly N responses and N acknowledged consignees in the store). The recall then completes (every
    quantity reconciles); the history length is read again (target < 5,000 events).
-5. Prints a table and writes ``var/bench/recall_fanout-<db>-<n>.json``. Every child process is stopped
+5. Prints a table (with the CPU seconds each process spent in each phase: on a shared machine they say
+   what the work costs when wall time stretches with other load) and writes
+   ``var/bench/recall_fanout-<db>-<n>.json``. Every child process is stopped
    and the store dropped (unless ``--keep``) on the way out, also on errors, timeouts and Ctrl-C.
 """
 

@@ -18,7 +18,7 @@ from domain.errors import InvalidInput, NotFound
 from domain.models import Consignee, Lot, Product
 from domain.recalls.models import Recall, RecallConsignee, RecallExposure, Response, ResponseQuantity
 from domain.recalls.payloads import ConsigneeState
-from domain.recalls.service import CLOSED_STATES, add_event, advance_state, ensure_open
+from domain.recalls.service import CLOSED_STATES, add_event, advance_in_store, ensure_open
 
 # Replies that acknowledge receipt (the consignee's own code also does).
 ACK_WORDS = {"YES", "Y", "ACK", "OK", "确认", "收到", "是"}
@@ -129,7 +129,9 @@ async def exposures_of(session: AsyncSession, rc: RecallConsignee) -> list[dict]
 async def mark_opened(session: AsyncSession, rc: RecallConsignee, *, at: datetime | None = None) -> bool:
     """The link was opened: record it once on the timeline."""
     at = at or datetime.now(UTC)
-    moved = advance_state(rc, ConsigneeState.opened, at)
+    moved = (
+        await advance_in_store(session, recall_consignee_ids=[rc.id], state=ConsigneeState.opened, at=at) > 0
+    )
     if moved:
         await add_event(
             session, recall_id=rc.recall_id, consignee_id=rc.consignee_id, kind="opened", channel="web"
@@ -194,7 +196,7 @@ async def record_web_response(
                 used=q.used,
             )
         )
-    advance_state(rc, ConsigneeState.acknowledged, at)
+    await advance_in_store(session, recall_consignee_ids=[rc.id], state=ConsigneeState.acknowledged, at=at)
     rc.responded_at = at
     await add_event(
         session,
@@ -274,7 +276,9 @@ async def record_sms_reply(
                     received_and_understood=True,
                 )
             )
-        advance_state(rc, ConsigneeState.acknowledged, at)
+        await advance_in_store(
+            session, recall_consignee_ids=[rc.id], state=ConsigneeState.acknowledged, at=at
+        )
         await add_event(
             session,
             recall_id=rc.recall_id,

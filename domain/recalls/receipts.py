@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.recalls.models import DeliveryReceipt, Notice, RecallConsignee
 from domain.recalls.payloads import ConsigneeState, NoticeState
-from domain.recalls.service import add_event, advance_state
+from domain.recalls.service import add_event, advance_in_store
 
 # Provider statuses, mapped onto the notice's receipt ladder ("sent"/"queued" add nothing we lack).
 DELIVERY = {
@@ -61,14 +61,16 @@ async def apply_receipts(session: AsyncSession, *, provider_ids: list[str]) -> i
         now = datetime.now(UTC)
         if new == NoticeState.delivered:
             notice.delivered_at = notice.delivered_at or now
-            rc = await session.scalar(
-                select(RecallConsignee).where(
+            rc_id = await session.scalar(
+                select(RecallConsignee.id).where(
                     RecallConsignee.recall_id == notice.recall_id,
                     RecallConsignee.consignee_id == notice.consignee_id,
                 )
             )
-            if rc is not None:
-                advance_state(rc, ConsigneeState.delivered, now)
+            if rc_id is not None:
+                await advance_in_store(
+                    session, recall_consignee_ids=[rc_id], state=ConsigneeState.delivered, at=now
+                )
         else:
             kind = "permanent" if receipt.status == "failed" else "temporary"
             notice.error = f"{kind}: {receipt.error_code or ''} {receipt.status}".strip()

@@ -488,6 +488,36 @@ def advance_state(rc: RecallConsignee, state: ConsigneeState, at: datetime) -> b
     return True
 
 
+async def advance_in_store(
+    session: AsyncSession, *, recall_consignee_ids: list[int], state: ConsigneeState, at: datetime
+) -> int:
+    """Move consignees up the receipt ladder with one conditional UPDATE (never down), so concurrent
+    writers (a sending round, a delivery receipt, an acknowledgement) cannot overwrite each other's
+    progress with a stale read; returns how many moved."""
+    if not recall_consignee_ids:
+        return 0
+    if state == ConsigneeState.unreachable:
+        below = [ConsigneeState.planned]
+    else:
+        below = [*_LADDER[: _LADDER.index(state)], ConsigneeState.unreachable]
+    stamp = _STAMP.get(state)
+    if stamp:
+        column = getattr(RecallConsignee, stamp)
+        await session.execute(
+            update(RecallConsignee)
+            .where(RecallConsignee.id.in_(recall_consignee_ids), column.is_(None))
+            .values({stamp: at})
+            .execution_options(synchronize_session=False)
+        )
+    res = await session.execute(
+        update(RecallConsignee)
+        .where(RecallConsignee.id.in_(recall_consignee_ids), RecallConsignee.state.in_(below))
+        .values(state=state)
+        .execution_options(synchronize_session=False)
+    )
+    return res.rowcount or 0
+
+
 def ensure_open(recall: Recall) -> None:
     """Refuse inbound acknowledgements for a closed or cancelled recall."""
     if recall.status in CLOSED_STATES:
