@@ -228,7 +228,8 @@ async def record_sms_reply(
             select(RecallConsignee, Recall)
             .join(Consignee, Consignee.id == RecallConsignee.consignee_id)
             .join(Recall, Recall.id == RecallConsignee.recall_id)
-            .where(Consignee.phone == from_number, RecallConsignee.first_sent_at.is_not(None))
+            # Planned notices count: a reply can overtake our own record that the text was sent.
+            .where(Consignee.phone == from_number, RecallConsignee.last_attempt > 0)
             .order_by(RecallConsignee.id)
         )
     ).all()
