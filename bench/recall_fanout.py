@@ -195,19 +195,27 @@ class Children:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     async def stop(self) -> None:
-        """Stop every child, newest first (Temporal last): SIGTERM to its group, SIGKILL after a grace."""
+        """Stop every child, newest first (Temporal last): SIGTERM to its group, SIGKILL after a grace.
+
+        Cancelled meanwhile (a second Ctrl-C or SIGTERM), it kills the rest at once and re-raises: no
+        child is ever left running."""
+        cancelled: asyncio.CancelledError | None = None
         for name, proc in reversed(self.procs):
-            if proc.returncode is None:
+            if proc.returncode is None and cancelled is None:
                 _killpg(proc.pid, self.stop_signals.get(proc.pid, signal.SIGTERM))
                 try:
                     await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
                 except TimeoutError:
                     self.log(f"{name} did not stop within {STOP_TIMEOUT:.0f} s; killing it")
-                    _killpg(proc.pid, signal.SIGKILL)
-                    await proc.wait()
+                except asyncio.CancelledError as exc:
+                    cancelled = exc
             _killpg(proc.pid, signal.SIGKILL)  # anything it left in its group goes too
+            if cancelled is None:
+                await proc.wait()
             self.log(f"stopped {name} (exit code {proc.returncode})")
         self.procs.clear()
+        if cancelled is not None:
+            raise cancelled
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:
@@ -1155,7 +1163,8 @@ async def amain(cfg: Config) -> int:
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     assert task is not None
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)  # stop the children on SIGTERM too
+    # SIGTERM stops the run the way Ctrl-C does, children first; a repeat while stopping changes nothing.
+    loop.add_signal_handler(signal.SIGTERM, lambda: None if task.cancelling() else task.cancel())
     report = await run_bench(cfg, lambda m: console.log(m))
     report["verdicts"] = verdicts(report)
     report["finished_at"] = datetime.now().astimezone().isoformat(timespec="seconds")
