@@ -107,7 +107,7 @@ class RecallStore:
                         spec=TaskSpec(
                             process="recall",
                             kind=f"file:{dl.key}",
-                            title=f"{recall.reference}: {dl.rule}",
+                            title=f"{recall.reference}: file {dl.key} (due {dl.due_at:%Y-%m-%d %H:%M} UTC)",
                             record_type="recall",
                             record_id=recall.id,
                             candidate_roles=["regulatory"],

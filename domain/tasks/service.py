@@ -11,6 +11,13 @@ from domain.errors import Conflict, NotFound
 from domain.tasks.models import Signature, Task
 from domain.tasks.payloads import SignatureMeaning, SignOff, TaskRef, TaskSpec, TaskStatus
 
+TITLE_LENGTH = Task.__table__.c.title.type.length  # PostgreSQL enforces it; SQLite would not
+
+
+def _fit(text: str, length: int) -> str:
+    """The text, shortened with an ellipsis to fit a column (the full wording stays in the details)."""
+    return text if len(text) <= length else text[: length - 1] + "…"
+
 
 def _ref(task: Task) -> TaskRef:
     return TaskRef(
@@ -30,7 +37,7 @@ async def open_task(session: AsyncSession, *, spec: TaskSpec) -> TaskRef:
             business_key=spec.business_key,
             process=spec.process,
             kind=spec.kind,
-            title=spec.title,
+            title=_fit(spec.title, TITLE_LENGTH),
             record_type=spec.record_type,
             record_id=spec.record_id,
             candidate_roles=spec.candidate_roles,
