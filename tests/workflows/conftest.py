@@ -30,7 +30,7 @@ from lotline import registry
 from lotline.settings import Settings
 from notifications import devmail
 from tests import factories as f
-from tests.conftest import Store
+from tests.conftest import Store, make_store
 
 VENV_BIN = Path(sys.executable).parent
 PASSWORD = "correct horse battery"
@@ -70,13 +70,28 @@ class RecallStack:
         return self.store.sessions
 
 
+ON_BOTH_DATABASES = pytest.mark.parametrize(
+    "recall_store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+"""Runs a recall-stack test on SQLite and again on PostgreSQL (which enforces column lengths, types and
+constraints that SQLite lets pass)."""
+
+
 @pytest.fixture
-async def recall_stack(sqlite_store: Store, time_env: WorkflowEnvironment, tmp_path: Path):
+async def recall_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """The store under the recall stack: SQLite unless the test is marked ``ON_BOTH_DATABASES``."""
+    s = await make_store(getattr(request, "param", "sqlite"), request, tmp_path)
+    yield s
+    await s.engine.dispose()
+
+
+@pytest.fixture
+async def recall_stack(recall_store: Store, time_env: WorkflowEnvironment, tmp_path: Path):
     """A running stack on a fresh store, with a worker on a task queue of this test's own."""
     api_port, smtp_port = free_port(), free_port()
     base = f"http://127.0.0.1:{api_port}"
     settings = Settings(
-        database_url=sqlite_store.url,
+        database_url=recall_store.url,
         temporal_task_queue=f"recall-test-{uuid.uuid4().hex[:8]}",
         public_base_url=base,
         twilio_base_url=f"{base}/dev/twilio",
@@ -96,10 +111,10 @@ async def recall_stack(sqlite_store: Store, time_env: WorkflowEnvironment, tmp_p
         time_env.client,
         task_queue=settings.temporal_task_queue,
         workflows=registry.workflows(),
-        activities=registry.activities(settings, sqlite_store.sessions),
+        activities=registry.activities(settings, recall_store.sessions),
     )
     async with worker:
-        yield RecallStack(sqlite_store, settings, time_env.client, maildir, base)
+        yield RecallStack(recall_store, settings, time_env.client, maildir, base)
     server.should_exit = True
     await serving
     smtp.stop()

@@ -19,7 +19,7 @@ from domain.recalls.payloads import NoticeState, SendRound
 from notifications.devmail import list_messages
 from notifications.email import EmailChannel
 from notifications.sms import SmsChannel
-from tests.workflows.conftest import build_world, free_port
+from tests.workflows.conftest import ON_BOTH_DATABASES, build_world, free_port
 
 pytestmark = pytest.mark.temporal
 
@@ -60,6 +60,7 @@ async def make_recall(stack) -> int:
         return recall.id
 
 
+@ON_BOTH_DATABASES
 async def test_a_sender_dying_mid_batch_never_sends_a_notice_twice(recall_stack):
     stack = recall_stack
     settings = stack.settings.model_copy(update={"notice_page_size": 2})

@@ -20,7 +20,7 @@ from domain.enums import Role
 from domain.models import Consignee, DevSmsMessage
 from domain.recalls.models import Recall, RecallConsignee, Response, ResponseQuantity
 from notifications.devmail import list_messages
-from tests.workflows.conftest import PASSWORD, build_world, notice_mails, wait_for
+from tests.workflows.conftest import ON_BOTH_DATABASES, PASSWORD, build_world, notice_mails, wait_for
 from tests.workflows.test_recall_workflow import approval_task, post_recall, token
 
 pytestmark = pytest.mark.temporal
@@ -57,6 +57,7 @@ async def start_and_approve(stack, level: int = 2) -> dict:
     return created
 
 
+@ON_BOTH_DATABASES
 async def test_one_by_link_one_by_sms_one_never(recall_stack, time_env):
     stack = recall_stack
     await build_world(stack.sessions)

@@ -20,7 +20,14 @@ from domain.recalls.payloads import RecallOutcome, RecallStatus
 from domain.tasks.models import Signature, Task
 from domain.tasks.payloads import SignatureMeaning, SignOff, SignOffResult
 from notifications.devmail import list_messages
-from tests.workflows.conftest import PASSWORD, build_world, notice_mails, outcome_of, wait_for
+from tests.workflows.conftest import (
+    ON_BOTH_DATABASES,
+    PASSWORD,
+    build_world,
+    notice_mails,
+    outcome_of,
+    wait_for,
+)
 
 pytestmark = pytest.mark.temporal
 
@@ -208,6 +215,7 @@ async def test_follow_up_resends_switches_and_marks_overdue_then_reports(recall_
     assert status["status"] == RecallStatus.in_progress.value
 
 
+@ON_BOTH_DATABASES
 async def test_level_1_and_level_3_deadlines_differ(recall_stack):
     stack = recall_stack
     await build_world(stack.sessions)
@@ -255,6 +263,7 @@ async def acknowledge_all(stack, recall_id: int) -> None:
             assert r.status_code == 201, r.text
 
 
+@ON_BOTH_DATABASES
 async def test_completes_when_everyone_answered_and_quantities_reconcile(recall_stack):
     stack = recall_stack
     await build_world(stack.sessions)
@@ -281,6 +290,7 @@ async def test_completes_when_everyone_answered_and_quantities_reconcile(recall_
     assert any(summary.title in m.subject for m in mailed)
 
 
+@ON_BOTH_DATABASES
 async def test_widening_the_scope_notifies_only_the_new_consignees(recall_stack):
     stack = recall_stack
     world = await build_world(stack.sessions)
@@ -408,6 +418,7 @@ async def test_cancelled_before_approval_with_a_signed_justification(recall_stac
         assert await s.scalar(select(func.count()).select_from(Notice)) == 0
 
 
+@ON_BOTH_DATABASES
 async def test_eu_urgent_override_sends_before_the_fsca_report_with_a_signed_justification(recall_stack):
     stack = recall_stack
     await build_world(stack.sessions)
