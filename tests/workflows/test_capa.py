@@ -23,7 +23,7 @@ from domain.recalls.models import Notice, RecallReport
 from domain.recalls.payloads import RecallOutcome, RecallStatus
 from domain.tasks.models import Signature, Task
 from domain.users import hash_password
-from tests.workflows.conftest import PASSWORD, build_world, outcome_of, wait_for
+from tests.workflows.conftest import ON_BOTH_DATABASES, PASSWORD, build_world, outcome_of, wait_for
 from tests.workflows.test_recall_workflow import acknowledge_all, approval_task, post_recall, token
 from workflows import names
 from workflows.capa import CapaWorkflow
@@ -234,6 +234,7 @@ async def to_verification(stack, time_env, **body) -> dict:
     return created
 
 
+@ON_BOTH_DATABASES
 async def test_the_whole_path_through_the_api(recall_stack, time_env):
     stack = recall_stack
     await add_people(stack)

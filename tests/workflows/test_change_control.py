@@ -22,7 +22,7 @@ from domain.models import Product
 from domain.tasks.models import Signature, Task
 from domain.tasks.payloads import SignatureMeaning, SignOff, SignOffResult, TaskStatus
 from domain.users import create_user
-from tests.workflows.conftest import PASSWORD, build_world, outcome_of, wait_for
+from tests.workflows.conftest import ON_BOTH_DATABASES, PASSWORD, build_world, outcome_of, wait_for
 
 pytestmark = pytest.mark.temporal
 
@@ -182,6 +182,7 @@ async def in_force(stack, code: str, on: date) -> str | None:
         return v.version if v else None
 
 
+@ON_BOTH_DATABASES
 async def test_parallel_approvals_by_role_then_implementation_verification_and_closure(recall_stack):
     stack = recall_stack
     await setup(stack)

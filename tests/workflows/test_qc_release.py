@@ -25,7 +25,7 @@ from domain.quality.models import Disposition, Inspection, Nonconformance
 from domain.quality.payloads import DispositionOutcome, InspectionStatus, ReleaseOutcome, ResultInput
 from domain.tasks.models import Signature, Task
 from domain.users import create_user
-from tests.workflows.conftest import PASSWORD, build_world, wait_for
+from tests.workflows.conftest import ON_BOTH_DATABASES, PASSWORD, build_world, wait_for
 from tests.workflows.conftest import outcome_of as workflow_result
 
 pytestmark = pytest.mark.temporal
@@ -245,6 +245,7 @@ async def test_a_rejection_opens_a_nonconformance_with_the_capa_request(recall_s
         assert await inventory.balance(s, lot_id=lot.id, status=StockStatus.blocked) == 50  # segregated
 
 
+@ON_BOTH_DATABASES
 async def test_a_concession_needs_a_justification_and_a_second_signature(recall_stack):
     stack = recall_stack
     started = await setup_release(stack, by="qamgr", results=FAILING)
@@ -286,6 +287,7 @@ async def test_a_concession_needs_a_justification_and_a_second_signature(recall_
         assert (await s.get(Lot, started["lot_id"])).qc_status == QcStatus.released
 
 
+@ON_BOTH_DATABASES
 async def test_release_is_refused_while_a_component_lot_is_under_a_recall_hold(recall_stack):
     stack = recall_stack
     started = await setup_release(stack)
