@@ -102,8 +102,15 @@ def test_app_settings_point_at_the_services_in_the_file(
         db = make_url(settings.database_url)
         assert db.drivername == "postgresql+asyncpg"
         assert db.host in services and services[db.host]["image"].startswith("postgres:16")
-        assert (db.username, db.database) == (postgres_env["POSTGRES_USER"], postgres_env["POSTGRES_DB"])
-        assert db.password == interpolate(postgres_env["POSTGRES_PASSWORD"], OPERATOR_ENV)
+        assert db.database == postgres_env["POSTGRES_DB"]
+        if name == "migrate":  # the schema owner: it migrates, then creates and grants the app role
+            assert db.username == postgres_env["POSTGRES_USER"]
+            assert db.password == interpolate(postgres_env["POSTGRES_PASSWORD"], OPERATOR_ENV)
+        else:  # the role the migrate job grants: it owns nothing and cannot change the audit trail
+            migrate = services["migrate"]
+            command = migrate["command"]
+            assert db.username == command[command.index("--app-role") + 1] != postgres_env["POSTGRES_USER"]
+            assert db.password == interpolate(migrate["environment"]["POSTGRES_APP_PASSWORD"], OPERATOR_ENV)
 
         t_host, t_port = settings.temporal_address.rsplit(":", 1)
         assert services[t_host]["image"].startswith("temporalio/auto-setup:")
@@ -136,9 +143,14 @@ def test_services_run_commands_the_cli_has(compose: dict) -> None:
         command = compose["services"][name]["command"]
         assert command[0] == "lotline", f"{name} does not run the lotline console script"
         group = cli
-        for word in command[1:]:
+        words = command[1:]
+        while words and not words[0].startswith("-"):
+            word, words = words[0], words[1:]
             assert word in group.commands, f"{name} runs `{' '.join(command)}` but `{word}` is no command"
             group = group.commands[word]
+        options = {opt for param in group.params for opt in param.opts}
+        unknown = [w for w in words if w.startswith("-") and w not in options]
+        assert not unknown, f"{name} runs `{' '.join(command)}` but {unknown} are no options of it"
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert dockerfile.startswith("# ") and "FROM python:3.11-slim" in dockerfile
     assert "pip install ." in dockerfile

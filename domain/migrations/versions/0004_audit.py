@@ -13,15 +13,9 @@ may re-grant themselves anything they revoke (superusers skip privilege checks e
 ``REVOKE ... FROM CURRENT_USER`` here would look like protection without being any. Triggers bind
 the owner's ordinary statements too; only ``ALTER TABLE ... DISABLE TRIGGER`` (owner-only DDL) gets
 past them. A production deployment therefore ALSO runs the application under a role that does not
-own the schema, so it cannot disable the triggers either; as the owner, after ``lotline db upgrade``:
-
-    CREATE ROLE lotline_app LOGIN PASSWORD '...';
-    GRANT USAGE ON SCHEMA public TO lotline_app;
-    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO lotline_app;
-    GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO lotline_app;
-    REVOKE UPDATE, DELETE, TRUNCATE ON audit_entries FROM lotline_app;
-
-and points ``LOTLINE_DATABASE_URL`` at ``lotline_app``.
+own the schema, so it cannot disable the triggers either, and holds no UPDATE, DELETE or TRUNCATE on
+``audit_entries``: ``lotline db upgrade --app-role lotline_app`` (as the owner; ``domain/db_roles.py``)
+creates and grants it, and docker-compose.yml's api and worker connect as ``lotline_app``.
 """
 
 from collections.abc import Sequence
