@@ -19,6 +19,9 @@ Decisions:
   (same product code with another GTIN, a lot with other dates, a serial in another lot, a
   consignee with another phone...) is reported with the stored and the file's value. Imports load
   records; changing a stored record goes through the API, where it is audited.
+- **Audited.** New products and lots (regulated records) enter the audit trail in the import's own
+  transaction, attributed to whoever is acting (the API's user; the CLI's login) with the reason
+  ``CSV import: <file>``; unchanged rows add nothing.
 - **Stock** rows post a ``receipt`` ledger entry (reference ``csv-import``) through
   ``domain.inventory.post``, so the on-hand balance at (location, lot) becomes the file's quantity.
   When the ledger already holds stock of that lot at that location (any bucket, even zero after
@@ -57,6 +60,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from domain import inventory
+from domain.audit import with_reason
+from domain.audit.hooks import record_rows
 from domain.csvfiles import CSV_COLUMNS, KEYS, OPTIONAL_COLUMNS, required_columns
 from domain.enums import ConsigneeKind, Language, LocationKind, MovementKind, RiskClass
 from domain.errors import Conflict, InvalidInput
@@ -792,6 +797,12 @@ class _Import:
         )
         return {(s, lot, ser): int(q) for s, lot, ser, q in rows}
 
+    async def _audit_created(self, file: str, model: type, stored: list[dict[str, Any]]) -> None:
+        """Bulk writes bypass the session's audit hooks: append the created rows' entries here, in the
+        same transaction (an import that rolls back leaves no entry), with the file as the reason."""
+        with with_reason(f"CSV import: {file}"):
+            await record_rows(self.s, model, stored, action="create")
+
     async def _insert(self, model: type, rows: list[dict[str, Any]]) -> None:
         """Insert a chunk of rows: a Core executemany, or on PostgreSQL a COPY (several times faster)."""
         if not rows:
@@ -1158,6 +1169,10 @@ class _Import:
         for chunk in self._chunks(file):
             new = [dict(r) for r in chunk if r["code"] not in self.products]
             await self._insert(Product, new)
+            if new:  # products are regulated records: each new one enters the audit trail
+                table = Product.__table__
+                stored = await self.s.execute(select(table).where(table.c.code.in_([r["code"] for r in new])))
+                await self._audit_created(file, Product, [dict(r._mapping) for r in stored])
             counts.created += len(new)
             counts.unchanged += len(chunk) - len(new)
         await self._load_products()
@@ -1211,6 +1226,19 @@ class _Import:
                 if (r["product_code"], r["lot_number"]) not in stored
             ]
             await self._insert(Lot, new)
+            if new:  # lots are regulated records: each new one enters the audit trail
+                keys = {(r["product_id"], r["lot_number"]) for r in new}
+                table = Lot.__table__
+                stored = await self.s.execute(
+                    select(table).where(
+                        table.c.product_id.in_({k[0] for k in keys}),
+                        table.c.lot_number.in_({k[1] for k in keys}),
+                    )
+                )
+                rows = [dict(r._mapping) for r in stored]
+                await self._audit_created(
+                    file, Lot, [r for r in rows if (r["product_id"], r["lot_number"]) in keys]
+                )
             counts.created += len(new)
             counts.unchanged += len(chunk) - len(new)
         return counts

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from domain.audit import acting_as
 from domain.csvfiles import CSV_COLUMNS, describe
 from domain.db import make_engine, make_session_factory
 from domain.errors import DomainError
@@ -57,8 +58,11 @@ async def _import(files: dict[str, Path], progress: Progress) -> ImportResult:
 
     engine = make_engine(get_settings().database_url)
     try:
-        async with make_session_factory(engine)() as session, session.begin():
-            return await import_csv(session, files=files, on_progress=on_progress, user=_login())
+        login = _login()
+        # The audit trail names who imported: the operating-system login running the command.
+        with acting_as(f"cli:{login}" if login else "cli"):
+            async with make_session_factory(engine)() as session, session.begin():
+                return await import_csv(session, files=files, on_progress=on_progress, user=login)
     finally:
         await engine.dispose()
 

@@ -10,6 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from domain import inventory
+from domain.audit import acting_as
+from domain.audit.models import AuditEntry
+from domain.audit.verify import verify_chain
 from domain.enums import Language, MovementKind, RiskClass, StockStatus
 from domain.errors import Conflict
 from domain.exports import export_csv
@@ -82,6 +85,26 @@ async def test_importing_the_same_files_again_changes_nothing(store):
     assert {f: c.unchanged for f, c in again.files.items()} == VALID_ROWS
     assert all(c.created == 0 for c in again.files.values())
     assert await table_counts(store) == before  # no new ledger entries, lines or anything else
+
+
+async def test_new_products_and_lots_enter_the_audit_trail_once_with_the_importer_and_the_file(store):
+    with acting_as("qa.li"):
+        await run_import(store, valid_files())
+        await run_import(store, valid_files())  # unchanged rows add nothing
+    async with store.sessions() as s:
+        entries = list(await s.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
+        lots = {lot.id: lot.lot_number for lot in await s.scalars(select(Lot))}
+        report = await verify_chain(s)
+    assert report.ok and report.entries == len(entries)
+    by_type = {t: [e for e in entries if e.record_type == t] for t in ("product", "lot")}
+    assert len(by_type["product"]) == VALID_ROWS["products.csv"]
+    assert len(by_type["lot"]) == VALID_ROWS["lots.csv"] == len(lots)
+    assert all(e.action == "create" and e.actor == "qa.li" for e in entries)
+    assert {e.reason for e in by_type["product"]} == {"CSV import: products.csv"}
+    assert {e.reason for e in by_type["lot"]} == {"CSV import: lots.csv"}
+    # Each entry carries the stored row's values, keyed by the row's id.
+    s2 = next(e for e in by_type["lot"] if e.changes["lot_number"] == [None, "S2"])
+    assert lots[int(s2.record_id)] == "S2" and s2.changes["qc_status"] == [None, "quarantined"]
 
 
 async def test_files_may_come_one_at_a_time_and_refer_to_stored_records(store):
