@@ -1,5 +1,6 @@
 """Sending rounds: plan notices for every consignee that needs one, then send them in bounded batches
-(one SMTP connection per batch, concurrent SMS requests), recording each result in the store.
+(SMTP connections kept open through the round, concurrent SMS requests, a few batches in flight),
+recording each result in the store.
 
 No notice is sent twice for the same consignee, channel and attempt: the plan is committed first
 (unique key), each batch is marked *sending* and committed before it goes out, and a round resumed
@@ -40,6 +41,9 @@ from notifications.content import (
 from notifications.email import EmailChannel
 from notifications.sms import SmsChannel
 from workflows import names
+
+# Pages of a sending round in flight at once (claimed and rendered while others are on the wire).
+PAGES_IN_FLIGHT = 2
 
 REGULATORS = {
     "CN": "NMPA (provincial medical products administration)",
@@ -121,11 +125,14 @@ class NoticeSender:
         settings: Settings,
         email: EmailChannel | None = None,
         sms: SmsChannel | None = None,
+        *,
+        pages_in_flight: int = PAGES_IN_FLIGHT,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
         self.email = email or EmailChannel(settings)
         self.sms = sms or SmsChannel(settings)
+        self.pages_in_flight = pages_in_flight
 
     @activity.defn(name=names.SEND_ROUND)
     async def send_round(self, r: SendRound) -> SendReport:
@@ -146,20 +153,54 @@ class NoticeSender:
                     error="outcome unknown: the sender stopped mid-batch; not resent in this attempt",
                 )
             )
-        page = self.settings.notice_page_size
-        while True:
-            batch = await self._claim(r, page)
-            if not batch:
-                break
-            results = await self._send(batch)
-            sent, failed = await self._record(r, batch, results)
-            report.sent += sent
-            report.failed += failed
-            if activity.in_activity():  # also runs outside a worker (fault tests, the fan-out bench)
-                activity.heartbeat(report.sent + report.failed)
+        async with self.email.reusing_connections():
+            await self._send_pages(r, report)
         report.unreachable = await self._finish_round(r)
         report.skipped_already_sent = report.planned - report.sent - report.failed if report.planned else 0
         return report
+
+    async def _send_pages(self, r: SendRound, report: SendReport) -> None:
+        """Claim, send and record pages of notices, up to ``pages_in_flight`` at once: while one page
+        waits for the SMTP server and the SMS endpoint, the next is claimed and rendered. Claims are
+        taken one at a time; after a failure no page is claimed, the pages in flight finish (their
+        results are recorded) and the failure is raised (the activity is retried; pages it left in
+        "sending" are never resent in this attempt)."""
+        page = self.settings.notice_page_size
+        room = asyncio.Semaphore(self.pages_in_flight)
+        in_flight: set[asyncio.Task[None]] = set()
+        failures: list[BaseException] = []
+
+        async def send_and_record(batch: list[tuple[Notice, NoticeContent, Language]]) -> None:
+            try:
+                results = await self._send(batch)
+                sent, failed = await self._record(r, batch, results)
+                report.sent += sent
+                report.failed += failed
+                if activity.in_activity():  # also runs outside a worker (fault tests, the fan-out bench)
+                    activity.heartbeat(report.sent + report.failed)
+            except BaseException as exc:
+                failures.append(exc)
+                raise
+            finally:
+                room.release()
+
+        try:
+            while not failures:
+                await room.acquire()
+                if failures:
+                    break
+                batch = await self._claim(r, page)
+                if not batch:
+                    break
+                task = asyncio.ensure_future(send_and_record(batch))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+        finally:
+            # Let the pages in flight finish (also when this task is cancelled: their notices are sent).
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
+        if failures:
+            raise failures[0]
 
     async def _plan(self, r: SendRound) -> int:
         """Insert the round's notices (idempotent by recall, consignee, channel and attempt)."""
@@ -377,7 +418,9 @@ class NoticeSender:
                     notice_id=n.id,
                     detail={"attempt": r.attempt, "provider_id": notice.provider_id, "error": notice.error},
                 )
-            await recalls.advance_in_store(s, recall_consignee_ids=reached, state=ConsigneeState.sent, at=now)
+            await recalls.advance_in_store(
+                s, recall_consignee_ids=reached, state=ConsigneeState.sent, at=now, count_moved=False
+            )
             # Receipts that overtook this record (a fast provider) are applied now.
             await apply_receipts(s, provider_ids=[r.provider_id for r in results.values() if r.provider_id])
         return sent, failed

@@ -11,7 +11,8 @@ from temporalio import activity
 
 from domain.db import transaction
 from domain.models import Consignee
-from domain.policy.recall import recall_schedule
+from domain.policy import escalation
+from domain.policy.recall import amendment_due, recall_schedule
 from domain.policy.schedule import RecallPolicyInput, RecallSchedule
 from domain.recalls import service as recalls
 from domain.recalls.models import Recall, RecallConsignee
@@ -27,6 +28,7 @@ from domain.recalls.payloads import (
     Progress,
     RecallPlan,
     ScopeSummary,
+    ScopeWidened,
     SignRecord,
     StatusChange,
 )
@@ -42,7 +44,6 @@ PUBLICATION = {
     2: "the provincial medical products administration website",
     3: "the provincial medical products administration website",
 }
-ESCALATION_ROLES = ["qa_manager", "admin"]
 
 
 def schedule_for(recall: Recall, decided_at: datetime) -> RecallSchedule:
@@ -79,14 +80,9 @@ class RecallStore:
         async with self.sessions() as s:
             recall = await recalls.get_recall(s, recall_id)
             sched = schedule_for(recall, datetime.now(UTC))
-        ladder = [
-            {
-                "wait": rung.wait,
-                "action": rung.action,
-                "to_roles": ESCALATION_ROLES if rung.action == "escalate" else [],
-            }
-            for rung in sched.approval_ladder
-        ]
+        # The one escalation table (domain.policy.escalation) says whom each rung escalates to.
+        rungs = escalation.rungs("recall", f"approval.severity{sched.severity}")
+        ladder = [r.model_dump() for r in rungs]
         due = sum((r.wait for r in sched.approval_ladder), timedelta())
         return ApprovalPlan(candidate_roles=APPROVER_ROLES, ladder=ladder, due_in_seconds=due.total_seconds())
 
@@ -153,7 +149,42 @@ class RecallStore:
                 sched.us_status_report_every.total_seconds() if sched.us_status_report_every else None
             ),
             eu_gate=sched.eu_fsca_gate is not None,
+            fsca_ladder=escalation.rungs("recall", "fsca_report") if sched.eu_fsca_gate else [],
         )
+
+    @activity.defn(name=names.AMEND_FILINGS)
+    async def amend_filings(self, w: ScopeWidened) -> list[PlannedDeadline]:
+        """The action was extended to more lots after the decision: the filings that starts.
+
+        US: an amendment of the 806 report within 10 working days of the extension (21 CFR 806),
+        one per scope version, added to the recall's deadlines with a filing task for regulatory.
+        Idempotent per version (a retried activity changes nothing more)."""
+        async with transaction(self.sessions) as s:
+            recall = await recalls.get_recall(s, w.recall_id)
+            if "US" not in recall.jurisdictions:
+                return []
+            due = amendment_due(w.widened_at)
+            dl = due.model_copy(update={"key": f"{due.key}.v{w.version}"})
+            if all(d.get("key") != dl.key for d in recall.deadlines):
+                recall.deadlines = [*recall.deadlines, dl.model_dump(mode="json")]
+            await tasks.open_task(
+                s,
+                spec=TaskSpec(
+                    process="recall",
+                    kind=f"file:{dl.key}",
+                    title=f"{recall.reference}: amend the 806 report for scope v{w.version} "
+                    f"(due {dl.due_at:%Y-%m-%d %H:%M} UTC)",
+                    record_type="recall",
+                    record_id=recall.id,
+                    candidate_roles=["regulatory"],
+                    due_at=dl.due_at,
+                    priority=1,
+                    workflow_id=recall.workflow_id,
+                    business_key=f"recall-{recall.id}-{dl.key}",
+                    details={"source": dl.source, "rule": dl.rule, "scope_version": w.version},
+                ),
+            )
+            return [PlannedDeadline(key=dl.key, due_at=dl.due_at, kind=dl.kind, rule=dl.rule)]
 
     @activity.defn(name=names.CONTAIN)
     async def contain(self, recall_id: int) -> int:

@@ -26,6 +26,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if getattr(app.state, "recall_waker", None) is not None:
+                await app.state.recall_waker.close()  # wake-ups still due, before the store closes
             await engine.dispose()
 
     app = FastAPI(
@@ -64,4 +66,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.routes import audit as _audit; app.include_router(_audit.router)  # noqa: E702, I001
     from api.routes import changes as _changes; app.include_router(_changes.router)  # noqa: E702, I001
     if settings.dev_endpoints: from api.routes import dev as _dev; app.include_router(_dev.router)  # noqa: E701, E702, I001
+    from api.pages import install as _pages; _pages(app, settings)  # noqa: E702, I001  # pages, session, /static
     return app

@@ -1096,6 +1096,7 @@ async def bench_db(db: BenchDb, *, runs: int, heavy_runs: int, limits: Limits) -
                 )
                 continue
             row |= {
+                "load_average": round(os.getloadavg()[0], 2),  # the 1-minute load as the case ended
                 "runs": len(samples),
                 "p50_ms": round(percentile(samples, 50) * 1000, 2),
                 "p95_ms": round(percentile(samples, 95) * 1000, 2),
@@ -1303,7 +1304,13 @@ async def _server_version(db: BenchDb) -> str:
     try:
         async with engine.connect() as conn:
             sql = "SELECT version()" if db.kind == "postgres" else "SELECT 'SQLite ' || sqlite_version()"
-            return str(await conn.scalar(text(sql))).split(" on ")[0].split(" (")[0]
+            version = str(await conn.scalar(text(sql))).split(" on ")[0].split(" (")[0]
+            if db.kind == "postgres":  # the settings a heavy trace is most sensitive to
+                settings = [
+                    f"{n} {await conn.scalar(text(f'SHOW {n}'))}" for n in ("shared_buffers", "work_mem")
+                ]
+                version += f" ({', '.join(settings)})"
+            return version
     finally:
         await engine.dispose()
 
@@ -1327,9 +1334,10 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
     )
     table = Table(
         title=f"{report['database']}, size {report['size']}: trace timings (ms)",
-        caption="SQL p50: running the statements and receiving their rows; the rest builds the result",
+        caption="SQL p50: running the statements and receiving their rows; the rest builds the result. "
+        "load: the 1-minute load average as the case ended (the machine is shared)",
     )
-    for col in "case|lot|lots|stock|lines|consignees|runs|p50|p95|SQL p50|target p95|".split("|"):
+    for col in "case|lot|lots|stock|lines|consignees|runs|p50|p95|SQL p50|load|target p95|".split("|"):
         table.add_column(col, justify="left" if col in ("case", "lot", "") else "right")
     for row in report["cases"]:
         target = row["target_p95_ms"]
@@ -1354,6 +1362,7 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
             f"{row['p50_ms']:.1f}" if "p50_ms" in row else "",
             f"{row['p95_ms']:.1f}" if "p95_ms" in row else "",
             f"{row['sql_p50_ms']:.1f}" if "sql_p50_ms" in row else "",
+            f"{row['load_average']:.1f}" if "load_average" in row else "",
             f"≤ {target:.0f}" if target else "",
             verdict,
         )

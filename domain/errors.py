@@ -31,6 +31,12 @@ class NotFound(DomainError):
     status_code = 404
 
 
+class Forbidden(DomainError):
+    """The caller may not do this to this record (not a candidate for the task, not its assignee)."""
+
+    status_code = 403
+
+
 class Conflict(DomainError):
     """The request is well-formed but the record's state forbids it (blocked lot, not enough stock)."""
 

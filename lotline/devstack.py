@@ -354,6 +354,7 @@ def banner(settings: Settings, demo: list[str]) -> list[str]:
     lines = [
         "Lotline is running. Press Ctrl-C to stop.",
         f"  API docs      {api}/docs",
+        f"  Pages         {api}/ (inbox and sign-off; sign in as a demo user)",
         f"  Temporal UI   http://{t_host}:{settings.temporal_ui_port}",
         f"  Temporal      {settings.temporal_address} (namespace {settings.temporal_namespace}, "
         f"task queue {settings.temporal_task_queue})",

@@ -19,8 +19,18 @@ def workflows() -> list[type]:
     from workflows.change_control import ChangeControlWorkflow
     from workflows.qc_release import QcReleaseWorkflow
     from workflows.recall import RecallWorkflow
+    from workflows.task_digest import TaskDigestWorkflow
 
-    return [RecallWorkflow, QcReleaseWorkflow, ChangeControlWorkflow, CapaWorkflow]
+    return [RecallWorkflow, QcReleaseWorkflow, ChangeControlWorkflow, CapaWorkflow, TaskDigestWorkflow]
+
+
+def standing_workflows() -> list[tuple[str, str, object]]:
+    """Workflows that always run, one per site: (workflow type, workflow id, start argument). The worker
+    starts each at start-up unless it runs already (a second worker or a restart changes nothing)."""
+    from domain.tasks.payloads import DigestStart
+    from workflows.task_digest import WORKFLOW_ID, TaskDigestWorkflow
+
+    return [(TaskDigestWorkflow.__name__, WORKFLOW_ID, DigestStart())]
 
 
 def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> list[Callable]:
@@ -31,7 +41,7 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
     from activities.notify import NoticeSender
     from activities.quality import QualityActivities
     from activities.store import RecallStore
-    from activities.tasks import TaskActivities
+    from activities.tasks import TaskActivities, TaskDigests
 
     store = RecallStore(sessions)
     tasks = TaskActivities(sessions)
@@ -42,6 +52,7 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
         store.freeze_scope,
         store.approval_plan,
         store.decide,
+        store.amend_filings,
         store.contain,
         store.set_status,
         store.progress,
@@ -60,4 +71,5 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
         quality.set_status,
         quality.dispose,
         *ChangeActivities(sessions).all(),
+        *TaskDigests(sessions, settings).all(),
     ]

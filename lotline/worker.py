@@ -10,12 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from activities.audit import AuditActorInterceptor
 from domain.db import make_engine, make_session_factory
 from lotline import registry
 from lotline.settings import Settings
+from lotline.starter import run_starter
 from lotline.temporal import connect
 
 log = logging.getLogger("lotline.worker")
@@ -43,6 +45,18 @@ def build_worker(
     )
 
 
+async def start_standing_workflows(client: Client, settings: Settings) -> None:
+    """Start the site's always-running workflows (the reminder digest) unless they run already."""
+    for workflow_type, workflow_id, arg in registry.standing_workflows():
+        try:
+            await client.start_workflow(
+                workflow_type, arg, id=workflow_id, task_queue=settings.temporal_task_queue
+            )
+            log.info("started %s (%s)", workflow_type, workflow_id)
+        except WorkflowAlreadyStartedError:
+            pass
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event, *, connect_wait: float = 60.0) -> None:
     """Connect to Temporal and the store, then poll the task queue until ``stop`` is set."""
     connecting = asyncio.ensure_future(connect(settings, wait=connect_wait))
@@ -56,7 +70,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, connect_wait: f
     client = connecting.result()
     engine = make_engine(settings.database_url)
     try:
-        worker = build_worker(client, settings, make_session_factory(engine))
+        sessions = make_session_factory(engine)
+        worker = build_worker(client, settings, sessions)
         if worker is None:
             # temporalio refuses a worker with nothing to run; stay up so the stack's shape is stable.
             log.warning("no workflows registered yet; idling until stopped")
@@ -68,8 +83,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, connect_wait: f
             settings.temporal_namespace,
             settings.temporal_address,
         )
-        async with worker:
-            await stop.wait()
+        # Beside the worker: start any workflow the store recorded but Temporal did not take (starter.py).
+        starting = asyncio.create_task(
+            run_starter(sessions, client, task_queue=settings.temporal_task_queue, stop=stop)
+        )
+        try:
+            async with worker:
+                await start_standing_workflows(client, settings)
+                await stop.wait()
+        finally:
+            await starting
     finally:
         await engine.dispose()
 

@@ -8,9 +8,10 @@ same message by the recipient's mail system and by whoever reads the log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from email.charset import BASE64, Charset
 from email.header import Header
 from email.message import Message
@@ -58,6 +59,28 @@ class EmailChannel:
         self._sender = parseaddr(settings.mail_from)[1]
         self._domain = self._sender.rpartition("@")[2] or "lotline.local"
         self._limiter = RateLimiter(settings.email_rate_per_second)
+        self._idle: list[aiosmtplib.SMTP] | None = None  # open connections kept between batches
+
+    @contextlib.asynccontextmanager
+    async def reusing_connections(self) -> AsyncIterator[None]:
+        """Keep SMTP connections open from one :meth:`send_many` to the next inside this block (the
+        batches of a sending round), instead of a new connection, EHLO (and STARTTLS, login) per
+        batch; they are closed with QUIT when the block ends."""
+        if self._idle is not None:  # already inside one
+            yield
+            return
+        self._idle = []
+        try:
+            yield
+        finally:
+            idle, self._idle = self._idle, None
+            for smtp in idle:
+                await self._quit(smtp)
+
+    @property
+    def domain(self) -> str:
+        """The domain this channel's Message-IDs are made in (the sender's)."""
+        return self._domain
 
     def build_message(self, spec: EmailSpec) -> Message:
         """The notice as a multipart/alternative message (text first, HTML preferred)."""
@@ -103,8 +126,8 @@ class EmailChannel:
         reported as not accepted (transient) for the caller to retry.
         """
         results: list[SendResult] = []
-        smtp: aiosmtplib.SMTP | None = None
-        reconnects_left = 1
+        smtp: aiosmtplib.SMTP | None = self._reuse()
+        reconnects_left = 1 if smtp is None else 2  # a kept connection may have been closed by the server
         try:
             for index, spec in enumerate(specs):
                 msg = self.build_message(spec)
@@ -129,16 +152,43 @@ class EmailChannel:
                     except (aiosmtplib.SMTPException, OSError) as exc:  # refused, TLS or login failed
                         code = str(getattr(exc, "code", "connection"))
                         results.extend(self._unsent(specs[index:], code, f"SMTP session failed: {exc}"))
+                        if smtp is not None:  # in an unknown state: not for reuse
+                            smtp.close()
+                            smtp = None
                         return results
             return results
         finally:
             if smtp is not None:
-                await self._quit(smtp)
+                await self._release(smtp)
+
+    def _reuse(self) -> aiosmtplib.SMTP | None:
+        """An open connection left by an earlier batch, if any (a dropped one is reopened on use)."""
+        while self._idle:
+            smtp = self._idle.pop()
+            if smtp.is_connected:
+                return smtp
+            smtp.close()
+        return None
+
+    async def _release(self, smtp: aiosmtplib.SMTP) -> None:
+        """Keep the connection for the next batch inside :meth:`reusing_connections`, else QUIT."""
+        if self._idle is not None and smtp.is_connected:
+            self._idle.append(smtp)
+        else:
+            await self._quit(smtp)
 
     async def send_document(
-        self, *, key: str, to: Sequence[str], subject: str, text: str, html: str | None = None
+        self,
+        *,
+        key: str,
+        to: Sequence[str],
+        subject: str,
+        text: str,
+        html: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> list[str]:
-        """Mail a document (a report) to people; returns the addresses the server accepted.
+        """Mail a document (a report, a reminder digest) to people; returns the addresses the server
+        accepted.
 
         The Message-ID comes from ``key``, so a document mailed again is recognisable as the same one.
         """
@@ -149,6 +199,8 @@ class EmailChannel:
         msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = message_id(key, self._domain)
         msg["Auto-Submitted"] = "auto-generated"
+        for name, value in (headers or {}).items():
+            msg[name] = value
         msg.attach(MIMEText(text, "plain", _UTF8_BASE64))
         if html:
             msg.attach(MIMEText(html, "html", _UTF8_BASE64))

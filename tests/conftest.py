@@ -30,6 +30,15 @@ PG_ADMIN_URL = os.environ.get(
 REQUIRE_PG = os.environ.get("LOTLINE_REQUIRE_POSTGRES") == "1"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--screenshots DIR``: where the browser tests save their screenshots (default var/screenshots)."""
+    parser.addoption(
+        "--screenshots",
+        default=os.environ.get("LOTLINE_SCREENSHOTS", "var/screenshots"),
+        help="directory for the browser tests' screenshots of the main pages",
+    )
+
+
 @dataclass
 class Store:
     """A migrated, empty store for one test."""

@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         RecallLink,
         StateRequest,
     )
+    from domain.policy import escalation
     from domain.recalls.payloads import ReportRef, ReportRequest
     from domain.tasks.payloads import Nudge, Rung, SignOff, SignOffResult, TaskRef, TaskSpec
 
@@ -371,4 +372,4 @@ class CapaWorkflow:
 
 
 def _rung(ladder: list[Rung], step: int) -> Rung:
-    return ladder[min(step, len(ladder) - 1)] if ladder else Rung(wait=timedelta(days=1), action="remind")
+    return ladder[min(step, len(ladder) - 1)] if ladder else escalation.FALLBACK_RUNG

@@ -5,6 +5,7 @@ implement them). Workflows never import activities: they would drag I/O into the
 FREEZE_SCOPE = "recall.freeze_scope"
 APPROVAL_PLAN = "recall.approval_plan"
 DECIDE = "recall.decide"
+AMEND_FILINGS = "recall.amend_filings"
 CONTAIN = "recall.contain"
 SET_STATUS = "recall.set_status"
 PROGRESS = "recall.progress"
@@ -54,3 +55,7 @@ CAPA_BEGIN_VERIFICATION = "capa.begin_verification"
 CAPA_DECIDE_CLOSURE = "capa.decide_closure"
 CAPA_RECALL_LINK = "capa.recall_link"
 CAPA_SETTLE_TASK = "capa.settle_task"
+
+# Reminder digests (activities/tasks.py)
+DIGEST_PLAN = "task.digest_plan"
+SEND_DIGESTS = "task.send_digests"

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         FollowUp,
         FollowUpReport,
         FreezeScope,
+        PlannedDeadline,
         Progress,
         RecallOutcome,
         RecallPlan,
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         ReportRef,
         ReportRequest,
         ScopeSummary,
+        ScopeWidened,
         SendReport,
         SendRound,
         SignRecord,
@@ -122,6 +124,15 @@ class RecallWorkflow:
                 result_type=SendReport,
                 **SENDING,
             )
+        if self._plan is not None:  # decided: an extension of the action starts filings of its own
+            amended = await workflow.execute_activity(
+                names.AMEND_FILINGS,
+                ScopeWidened(recall_id=self._start.recall_id, version=version, widened_at=workflow.now()),
+                result_type=list[PlannedDeadline],
+                **STORE,
+            )
+            if amended:  # the 806 report drafted again over the widened scope, for the amendment
+                await self._report("us_806")
         return summary
 
     @widen_scope.validator
@@ -281,12 +292,9 @@ class RecallWorkflow:
             )
         )
         self._fsca_task = task.task_id
-        ladder = [
-            Rung(wait=timedelta(hours=4), action="remind"),
-            Rung(wait=timedelta(hours=8), action="escalate", to_roles=["qa_manager"]),
-        ]
+        assert self._plan is not None
         done = await self._gates.wait(
-            task, ladder, stop=lambda: self._override is not None or self._ending is not None
+            task, self._plan.fsca_ladder, stop=lambda: self._override is not None or self._ending is not None
         )
         return self._ending is None and (done is not None or self._override is not None)
 

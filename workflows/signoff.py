@@ -8,12 +8,13 @@ A workflow holds one :class:`SignOffGates`; each task it opens becomes a gate. T
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from domain.policy import escalation
     from domain.tasks.payloads import (
+        SIGN_OFF,
         Nudge,
         Rung,
         SignOff,
@@ -34,10 +35,17 @@ class SignOffGates:
         self.tasks: dict[int, TaskRef] = {}
         self.decisions: dict[int, SignOffResult] = {}
         self._signing: set[int] = set()
+        self._opening = 0  # tasks whose row exists (or is being written) but whose id is not back yet
 
     async def open(self, spec: TaskSpec) -> TaskRef:
-        """Open a task (idempotent by its business key) and track it."""
-        ref = await workflow.execute_activity(names.OPEN_TASK, spec, result_type=TaskRef, **STORE)
+        """Open a task (idempotent by its business key) and track it; the task is marked as signed
+        through this mechanism (the inbox offers "sign" on it, and only on such tasks)."""
+        spec = spec.model_copy(update={"details": {**spec.details, SIGN_OFF: True}})
+        self._opening += 1
+        try:
+            ref = await workflow.execute_activity(names.OPEN_TASK, spec, result_type=TaskRef, **STORE)
+        finally:
+            self._opening -= 1
         self.tasks[ref.task_id] = ref
         return ref
 
@@ -45,6 +53,10 @@ class SignOffGates:
         """Refuse, before anything enters history, a sign-off this person may not give now."""
         task = self.tasks.get(s.task_id)
         if task is None:
+            if self._opening:
+                # The task's row is committed (the inbox shows it) but the activity's result has not
+                # reached the workflow yet: the handler waits for it and validates then.
+                return
             raise ValueError(f"task {s.task_id} does not belong to this record")
         if task.status != TaskStatus.open or s.task_id in self.decisions or s.task_id in self._signing:
             raise ValueError(f"task {s.task_id} is already decided")
@@ -64,6 +76,12 @@ class SignOffGates:
 
     async def record(self, s: SignOff, *, record_type: str, record_id: int) -> SignOffResult:
         """Store the signature (activity) and release whoever waits on the task."""
+        if s.task_id not in self.tasks:  # admitted while its task was being opened: check it now
+            await workflow.wait_condition(lambda: s.task_id in self.tasks or not self._opening)
+            try:
+                self.validate(s)
+            except ValueError as exc:
+                raise ApplicationError(str(exc), non_retryable=True) from exc
         self._signing.add(s.task_id)
         try:
             result = await workflow.execute_activity(
@@ -86,11 +104,7 @@ class SignOffGates:
         """
         step = 0
         while True:
-            rung = (
-                ladder[min(step, len(ladder) - 1)]
-                if ladder
-                else Rung(wait=timedelta(days=1), action="remind")
-            )
+            rung = ladder[min(step, len(ladder) - 1)] if ladder else escalation.FALLBACK_RUNG
             try:
                 await workflow.wait_condition(
                     lambda: task.task_id in self.decisions or stop(), timeout=rung.wait

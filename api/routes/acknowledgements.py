@@ -5,32 +5,41 @@ Every inbound fact is committed to the store before the recall's workflow is tol
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from sqlalchemy import select
 from temporalio.client import Client
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from api.deps import SessionDep, SettingsDep
-from api.workflow_calls import wake_recall
+from api.pages.i18n import translate
+from api.pages.render import page_language, render
+from api.workflow_calls import RecallWaker
+from domain.enums import Language
 from domain.errors import DomainError
 from domain.recalls import acknowledgements as acks
 from domain.recalls.links import ack_path, verify_ack
+from domain.recalls.models import Response as AckResponse
 from domain.recalls.receipts import record_receipt
 from lotline.temporal import connect
+from notifications.labels import LABELS, TITLES
 
 router = APIRouter(tags=["acknowledgements"])
-TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 QUANTITY_FIELDS = ("on_hand", "returned", "corrected", "destroyed", "used")
+# Each quantity field and its label on the form (messages of api/pages/i18n.py).
+QUANTITY_LABELS = (
+    ("on_hand", "On hand"),
+    ("returned", "Returned"),
+    ("corrected", "Corrected"),
+    ("destroyed", "Destroyed"),
+    ("used", "Used"),
+)
 
 
-async def _client(request: Request) -> Client | None:
-    """The Temporal client if reachable; an inbound fact is stored either way."""
-    state = request.app.state
+async def _temporal_of(state) -> Client | None:
+    """The app's Temporal client if reachable; an inbound fact is stored either way."""
     if getattr(state, "temporal", None) is None:
         try:
             state.temporal = await connect(state.settings, wait=0)
@@ -39,16 +48,76 @@ async def _client(request: Request) -> Client | None:
     return state.temporal
 
 
+def _waker(request: Request) -> RecallWaker:
+    """The app's waker: workflows are told of committed facts in the background, coalesced."""
+    state = request.app.state
+    if getattr(state, "recall_waker", None) is None:
+        state.recall_waker = RecallWaker(state.sessions, lambda: _temporal_of(state))
+    return state.recall_waker
+
+
 def _check_link(rc_id: int, signature: str, secret: str) -> None:
     if not verify_ack(rc_id, signature, secret=secret):
         raise HTTPException(status_code=403, detail=[{"field": "link", "reason": "this link is not valid"}])
 
 
-async def _page(request: Request, session, rc_id: int, *, status_code: int = 200, **extra) -> HTMLResponse:
+def _levels(recall, lang: Language) -> list[str]:
+    """The recall's NMPA level and FDA class as the notice words them."""
+    t = LABELS[lang]
+    out = []
+    if recall.nmpa_level:
+        out.append(t["nmpa_level"].format(level=t["level_names"].split(",")[recall.nmpa_level - 1]))
+    if recall.fda_class_proposed:
+        out.append(t["fda_class"].format(cls=recall.fda_class_proposed))
+    return out
+
+
+def _jurisdiction(recall) -> str:
+    """Which regulator's words the notice title uses (as the e-mail's: FSN for an EU-only recall)."""
+    if recall.jurisdictions == ["EU"]:
+        return "EU"
+    return "US" if "CN" not in recall.jurisdictions and "US" in recall.jurisdictions else "CN"
+
+
+def _error_items(errors: list[dict], lots: list[dict], lang: Language) -> list[dict]:
+    """Errors with a label a consignee understands (``quantities.0.on_hand`` → "P-100: On hand")."""
+    labels = dict(QUANTITY_LABELS)
+    out = []
+    for e in errors:
+        parts = (e.get("field") or "").split(".")
+        item = dict(e)
+        if len(parts) >= 2 and parts[0] == "quantities" and parts[1].isdigit() and int(parts[1]) < len(lots):
+            lot = lots[int(parts[1])]
+            what = translate(lang, labels.get(parts[2], parts[2])) if len(parts) > 2 else ""
+            item["label"] = f"{lot['lot_number']}: {what}".rstrip(": ")
+            item["input"] = f"{parts[2]}_{lot['lot_id']}" if len(parts) > 2 else None
+        elif parts and parts[0]:
+            item["input"] = parts[0]
+        out.append(item)
+    return out
+
+
+async def _page(
+    request: Request,
+    session,
+    rc_id: int,
+    *,
+    status_code: int = 200,
+    errors: list[dict] | None = None,
+    done=None,
+    values: dict | None = None,
+) -> HTMLResponse:
     rc, recall, consignee = await acks.load_link(session, rc_id)
     lots = await acks.exposures_of(session, rc)
-    zh = consignee.language.value == "zh-CN"
-    return TEMPLATES.TemplateResponse(
+    lang = page_language(request, preferred=consignee.language.value)
+    response = await session.scalar(
+        select(AckResponse).where(
+            AckResponse.recall_id == rc.recall_id, AckResponse.consignee_id == rc.consignee_id
+        )
+    )
+    settings = request.app.state.settings
+    items = _error_items(errors or [], lots, lang)
+    return render(
         request,
         "ack/form.html",
         {
@@ -56,13 +125,27 @@ async def _page(request: Request, session, rc_id: int, *, status_code: int = 200
             "consignee": consignee,
             "rc": rc,
             "lots": lots,
-            "zh": zh,
-            "errors": [],
-            "done": None,
-            "values": {},
-            **extra,
+            "errors": items,
+            "invalid": {e.get("input") for e in items if e.get("input")},
+            "done": done,
+            "values": values or {},
+            "response": response,
+            "response_complete": bool(response and response.quantities_reported),
+            "title": TITLES[(_jurisdiction(recall), lang)],
+            "levels": _levels(recall, lang),
+            "manufacturer": settings.manufacturer_name,
+            "contact": {
+                "name": settings.recall_contact_name,
+                "phone": settings.recall_contact_phone,
+                "email": settings.recall_contact_email,
+            },
+            "reply_by": recall.notify_deadline.date().isoformat() if recall.notify_deadline else None,
+            "quantity_fields": QUANTITY_LABELS,
+            "form_action": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         },
         status_code=status_code,
+        lang=lang,
+        public=True,
     )
 
 
@@ -71,7 +154,10 @@ async def open_link(
     rc_id: int, signature: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> HTMLResponse:
     """The consignee opens their link: the notice is marked opened and the form shown."""
-    _check_link(rc_id, signature, settings.secret_key)
+    if not verify_ack(rc_id, signature, secret=settings.secret_key):
+        # A person followed a damaged or forged link: say so in words, and whom to ask (403, nothing changed).
+        contact = {"name": settings.recall_contact_name, "phone": settings.recall_contact_phone}
+        return render(request, "ack/invalid.html", {"contact": contact}, status_code=403, public=True)
     rc, _recall, _c = await acks.load_link(session, rc_id)
     await acks.mark_opened(session, rc)
     await session.commit()
@@ -116,8 +202,8 @@ async def submit(
     """Record the acknowledgement once; a repeat changes nothing and says so. JSON or the HTML form."""
     _check_link(rc_id, signature, settings.secret_key)
     is_json = request.headers.get("content-type", "").startswith("application/json")
-    rc, _recall, _c = await acks.load_link(session, rc_id)
-    if is_json:
+    raw: dict[str, str] = {}
+    if is_json:  # record_web_response reads the link itself (and refuses one that names nothing)
         try:
             payload = await request.json()
         except ValueError:
@@ -125,9 +211,10 @@ async def submit(
                 status_code=422, content={"detail": [{"field": "body", "reason": "not JSON"}]}
             )
     else:
+        rc, _recall, _c = await acks.load_link(session, rc_id)
         lot_ids = [e["lot_id"] for e in await acks.exposures_of(session, rc)]
-        raw = dict((await request.form()).items())
-        payload = _form_to_ack({k: str(v) for k, v in raw.items()}, lot_ids)
+        raw = {k: str(v) for k, v in (await request.form()).items()}
+        payload = _form_to_ack(raw, lot_ids)
     try:
         form = acks.AckForm.model_validate(payload)
         outcome = await acks.record_web_response(session, recall_consignee_id=rc_id, form=form)
@@ -135,15 +222,17 @@ async def submit(
         await session.rollback()
         if is_json:
             return JSONResponse(status_code=422, content={"detail": _errors(exc)})
-        return await _page(request, session, rc_id, status_code=422, errors=_errors(exc), values=payload)
+        return await _page(request, session, rc_id, status_code=422, errors=_errors(exc), values=raw)
     except DomainError as exc:
         await session.rollback()
         if is_json:
             return JSONResponse(status_code=exc.status_code, content={"detail": [exc.as_dict()]})
-        return await _page(request, session, rc_id, status_code=exc.status_code, errors=[exc.as_dict()])
+        return await _page(
+            request, session, rc_id, status_code=exc.status_code, errors=[exc.as_dict()], values=raw
+        )
     await session.commit()
     if outcome.recorded:
-        await wake_recall(session, await _client(request), outcome.recall_id)
+        _waker(request).poke(outcome.recall_id)
     if is_json:
         return JSONResponse(
             status_code=201 if outcome.recorded else 200,
@@ -176,9 +265,8 @@ async def inbound_sms(request: Request, session: SessionDep, settings: SettingsD
         link_for=lambda rc_id: base + ack_path(rc_id, secret=settings.secret_key),
     )
     await session.commit()
-    client = await _client(request) if any(a.recorded for a in outcome.acknowledged) else None
     for recall_id in dict.fromkeys(a.recall_id for a in outcome.acknowledged if a.recorded):
-        await wake_recall(session, client, recall_id)
+        _waker(request).poke(recall_id)
     twiml = MessagingResponse()
     if not outcome.matched:
         twiml.message("This number has no recall notice from us. Please contact the sender directly.")

@@ -31,6 +31,7 @@ from api.schemas.capa import (
 )
 from api.schemas.recalls import SignaturePublic, TaskBrief
 from api.security import Principal
+from api.workflow_calls import start_process
 from domain.capa import policy
 from domain.capa import service as capas
 from domain.capa.models import Capa, CapaAction
@@ -57,20 +58,17 @@ def _forbidden(reason: str) -> HTTPException:
     return HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=[{"field": "role", "reason": reason}])
 
 
-async def _start(client: Client, settings: Settings, capa: Capa) -> CapaCreated:
+async def _start(session: AsyncSession, client: Client, settings: Settings, capa: Capa) -> CapaCreated:
+    """Commit the new CAPA with its start, then start its workflow (or leave that to the starter)."""
     workflow_id = capa.workflow_id or f"capa-{capa.id}"
-    await client.start_workflow(
-        "CapaWorkflow",
-        CapaStart(
-            capa_id=capa.id,
-            reference=capa.reference,
-            initiated_by=capa.initiated_by,
-            owner=capa.owner,
-            recall_id=capa.recall_id,
-        ),
-        id=workflow_id,
-        task_queue=settings.temporal_task_queue,
+    start = CapaStart(
+        capa_id=capa.id,
+        reference=capa.reference,
+        initiated_by=capa.initiated_by,
+        owner=capa.owner,
+        recall_id=capa.recall_id,
     )
+    await start_process(session, client, settings.temporal_task_queue, "CapaWorkflow", workflow_id, start)
     return CapaCreated(
         id=capa.id,
         reference=capa.reference,
@@ -112,8 +110,7 @@ async def create_capa(
         effectiveness_criteria=body.effectiveness_criteria,
         effectiveness_period_days=body.effectiveness_period_days,
     )
-    await session.commit()
-    return await _start(client, settings, capa)
+    return await _start(session, client, settings, capa)
 
 
 @router.post(
@@ -144,8 +141,7 @@ async def open_from_recall(
         effectiveness_criteria=body.effectiveness_criteria,
         effectiveness_period_days=body.effectiveness_period_days,
     )
-    await session.commit()
-    return await _start(client, settings, capa)
+    return await _start(session, client, settings, capa)
 
 
 @router.get("/api/capas", response_model=list[CapaListItem], dependencies=[Depends(READERS)])

@@ -31,7 +31,7 @@ from api.schemas.changes import (
     WithdrawIn,
 )
 from api.schemas.recalls import SignaturePublic, TaskBrief
-from api.workflow_calls import execute_update
+from api.workflow_calls import execute_update, start_process
 from domain.changes import policy
 from domain.changes import service as changes
 from domain.changes.models import (
@@ -98,15 +98,12 @@ async def create_change(
         documents=_docs(body.documents) or [],
         initiated_by=user.username,
     )
-    await session.commit()
     workflow_id = change.workflow_id or f"change-{change.id}"
-    await client.start_workflow(
-        "ChangeControlWorkflow",
-        ChangeStart(
-            change_id=change.id, reference=change.reference, initiated_by=user.username, kind=change.kind
-        ),
-        id=workflow_id,
-        task_queue=settings.temporal_task_queue,
+    start = ChangeStart(
+        change_id=change.id, reference=change.reference, initiated_by=user.username, kind=change.kind
+    )
+    await start_process(
+        session, client, settings.temporal_task_queue, "ChangeControlWorkflow", workflow_id, start
     )
     return ChangeCreated(
         id=change.id, reference=change.reference, status=change.status.value, workflow_id=workflow_id

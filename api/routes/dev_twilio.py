@@ -29,6 +29,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -39,7 +40,7 @@ from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from twilio.request_validator import RequestValidator
 
@@ -52,7 +53,10 @@ log = logging.getLogger(__name__)
 API_VERSION = "2010-04-01"
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 MAX_BODY_CHARS = 1600
-CALLBACK_WORKERS = 8
+CALLBACK_WORKERS = 2  # batches in flight at once
+CALLBACK_BATCH = 50  # texts whose statuses are recorded together
+CALLBACK_CONCURRENCY = 8  # status callback POSTs in flight at once, per batch
+_KEEP = object()
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 
 # Twilio's magic test numbers (https://www.twilio.com/docs/iam/test-credentials), answered the same way.
@@ -140,15 +144,41 @@ class ControlRequest(BaseModel):
     reset_stats: bool = False
 
 
+@dataclass(frozen=True)
+class _Outbound:
+    """What the status callbacks of one accepted text need (so they need no read of the store)."""
+
+    sid: str
+    account_sid: str
+    from_number: str
+    to_number: str
+    phone: str
+    status_callback: str | None
+    status: str
+
+    @classmethod
+    def of(cls, m: DevSmsMessage) -> _Outbound:
+        return cls(m.sid, m.account_sid, m.from_number, m.to_number, m.phone, m.status_callback, m.status)
+
+
 class DevTwilio:
-    """The endpoint's per-app runtime: control knobs, request statistics and the status-callback queue."""
+    """The endpoint's per-app runtime: control knobs, request statistics and the status-callback queue.
+
+    It costs the process it runs in as little as it can, since it stands in for a service that costs
+    us nothing: accepted texts are written in small groups (one transaction for the requests that
+    arrive together), and status callbacks go out in batches, each status recorded for the whole
+    batch in one statement before it is announced, the POSTs of a batch concurrently."""
 
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
         self.sessions = sessions
         self.validator = RequestValidator(settings.twilio_auth_token)
-        self.http = httpx.AsyncClient(timeout=10.0, headers={"User-Agent": "TwilioProxy/1.1"})
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.http = httpx.AsyncClient(
+            timeout=10.0,
+            headers={"User-Agent": "TwilioProxy/1.1"},
+            limits=httpx.Limits(max_connections=CALLBACK_WORKERS * CALLBACK_CONCURRENCY),
+        )
+        self.queue: asyncio.Queue[_Outbound] = asyncio.Queue()
         self.rate_limit_next = 0
         self.retry_after = 1
         self.delay = 0.0
@@ -157,20 +187,22 @@ class DevTwilio:
         self.max_in_flight = 0
         self.requests = 0
         self._workers: list[asyncio.Task[None]] = []
+        self._to_record: list[tuple[DevSmsMessage, asyncio.Future[None]]] = []
+        self._recorder: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the callback workers and pick up messages a previous run left half-delivered."""
         self._workers = [asyncio.create_task(self._work()) for _ in range(CALLBACK_WORKERS)]
         async with self.sessions() as session:
             pending = await session.scalars(
-                select(DevSmsMessage.sid)
+                select(DevSmsMessage)
                 .where(
                     DevSmsMessage.direction == "outbound-api", DevSmsMessage.status.in_(("queued", "sent"))
                 )
                 .order_by(DevSmsMessage.id)
             )
-            for sid in pending:
-                self.queue.put_nowait(sid)
+            for message in pending:
+                self.queue.put_nowait(_Outbound.of(message))
 
     async def stop(self) -> None:
         """Stop the workers (callbacks not yet sent are picked up on the next start) and the HTTP client."""
@@ -179,6 +211,9 @@ class DevTwilio:
         for task in self._workers:
             with suppress(asyncio.CancelledError):
                 await task
+        if self._recorder is not None:
+            with suppress(Exception):
+                await self._recorder
         await self.http.aclose()
 
     def snapshot(self) -> dict[str, Any]:
@@ -194,6 +229,30 @@ class DevTwilio:
             "callbacks_pending": self.queue.qsize(),
         }
 
+    async def record(self, message: DevSmsMessage) -> None:
+        """Store an accepted text; returns once it is committed (with the others that came meanwhile)."""
+        done = asyncio.get_running_loop().create_future()
+        self._to_record.append((message, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_groups())
+        await done
+
+    async def _record_groups(self) -> None:
+        while self._to_record:
+            await asyncio.sleep(0)  # requests being parsed right now join this group
+            group, self._to_record = self._to_record, []
+            try:
+                async with transaction(self.sessions) as session:
+                    session.add_all([message for message, _done in group])
+            except Exception as exc:  # each request answers with the error
+                for _message, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _message, done in group:
+                    if not done.done():
+                        done.set_result(None)
+
     async def post_signed(self, url: str, params: dict[str, str]) -> int | None:
         """POST ``params`` signed as Twilio signs webhooks; the answer's status, None when unreachable."""
         signature = self.validator.compute_signature(url, params)
@@ -206,49 +265,76 @@ class DevTwilio:
 
     async def _work(self) -> None:
         while True:
-            sid = await self.queue.get()
+            batch = [await self.queue.get()]
+            while len(batch) < CALLBACK_BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
             try:
-                await self._deliver(sid)
-            except Exception:  # one bad callback must not stop the worker
-                log.exception("dev twilio: delivering %s failed", sid)
+                await self._deliver(batch)
+            except Exception:  # one bad batch must not stop the worker
+                log.exception("dev twilio: delivering %s failed", [m.sid for m in batch])
             finally:
-                self.queue.task_done()
+                for _ in batch:
+                    self.queue.task_done()
 
-    async def _deliver(self, sid: str) -> None:
-        """Walk one message through sent and delivered (or undelivered), telling StatusCallback each time."""
-        async with self.sessions() as session:
-            message = await session.scalar(select(DevSmsMessage).where(DevSmsMessage.sid == sid))
-        if message is None:
-            return
-        final = "undelivered" if message.phone in self.undeliverable else "delivered"
-        steps = [s for s in ("sent", final) if not (s == "sent" and message.status == "sent")]
-        for status in steps:
-            # The status is recorded before it is announced, as Twilio's log would show it.
-            await self._update(sid, status=status)
-            if not message.status_callback:
-                continue
+    async def _deliver(self, batch: list[_Outbound]) -> None:
+        """Walk texts through sent and delivered (or undelivered), telling each StatusCallback each time;
+        a status is recorded before it is announced, as Twilio's log would show it."""
+        fresh = [m for m in batch if m.status != "sent"]
+        await self._set(fresh, status="sent")
+        codes = await self._announce(fresh, "sent")
+        for final in ("delivered", "undelivered"):
+            group = [m for m in batch if (m.phone in self.undeliverable) == (final == "undelivered")]
+            for code in {codes.get(m.sid) for m in group}:
+                await self._set([m for m in group if codes.get(m.sid) == code], status=final, code=code)
+            for code, sids in _by_code(await self._announce(group, final)).items():
+                await self._set([m for m in group if m.sid in sids], code=code)
+
+    async def _announce(self, messages: list[_Outbound], status: str) -> dict[str, int | None]:
+        """POST ``status`` to each message's StatusCallback; the answers' HTTP statuses by sid."""
+        gate = asyncio.Semaphore(CALLBACK_CONCURRENCY)
+
+        async def one(m: _Outbound) -> tuple[str, int | None]:
             params = {
-                "AccountSid": message.account_sid,
+                "AccountSid": m.account_sid,
                 "ApiVersion": API_VERSION,
-                "From": message.from_number,
-                "MessageSid": sid,
+                "From": m.from_number,
+                "MessageSid": m.sid,
                 "MessageStatus": status,
-                "SmsSid": sid,
+                "SmsSid": m.sid,
                 "SmsStatus": status,
-                "To": message.to_number,
+                "To": m.to_number,
             }
             if status == "undelivered":
                 params["ErrorCode"] = "30003"  # Unreachable destination handset
-            code = await self.post_signed(message.status_callback, params)
-            await self._update(sid, callback_status=code)
+            async with gate:
+                return m.sid, await self.post_signed(m.status_callback or "", params)
 
-    async def _update(self, sid: str, **values: Any) -> None:
+        answers = await asyncio.gather(*(one(m) for m in messages if m.status_callback))
+        return dict(answers)
+
+    async def _set(self, messages: list[_Outbound], *, status: str | None = None, code: Any = _KEEP) -> None:
+        """Record a status and/or the last callback's answer for these messages, in one statement."""
+        if not messages:
+            return
+        values: dict[str, Any] = {"updated_at": utcnow()}
+        if status is not None:
+            values["status"] = status
+        if code is not _KEEP:
+            values["callback_status"] = code
         async with transaction(self.sessions) as session:
-            message = await session.scalar(select(DevSmsMessage).where(DevSmsMessage.sid == sid))
-            if message is not None:
-                for name, value in values.items():
-                    setattr(message, name, value)
-                message.updated_at = utcnow()
+            await session.execute(
+                update(DevSmsMessage)
+                .where(DevSmsMessage.sid.in_([m.sid for m in messages]))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+
+def _by_code(codes: dict[str, int | None]) -> dict[int | None, set[str]]:
+    out: dict[int | None, set[str]] = {}
+    for sid, code in codes.items():
+        out.setdefault(code, set()).add(sid)
+    return out
 
 
 @asynccontextmanager
@@ -342,9 +428,8 @@ async def create_message(request: Request, account_sid: str) -> JSONResponse:
             status="queued",
             status_callback=callback or None,
         )
-        async with transaction(runtime.sessions) as session:
-            session.add(message)
-        runtime.queue.put_nowait(message.sid)
+        await runtime.record(message)
+        runtime.queue.put_nowait(_Outbound.of(message))
         return JSONResponse(status_code=201, content=message_resource(message))
     finally:
         runtime.in_flight -= 1

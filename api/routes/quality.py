@@ -10,7 +10,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from sqlalchemy import select
 from temporalio.client import Client
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.deps import CurrentUser, SessionDep, SettingsDep, require_roles
@@ -27,6 +26,7 @@ from api.schemas.quality import (
     ResultsRecordedPublic,
 )
 from api.schemas.recalls import SignaturePublic, TaskBrief
+from api.workflow_calls import start_process
 from domain.enums import Role
 from domain.errors import NotFound
 from domain.models import Lot, Product
@@ -42,6 +42,7 @@ from domain.quality.payloads import (
 from domain.scope import lot_label
 from domain.tasks.models import Task
 from domain.tasks.service import signatures_for
+from lotline.starter import start_recorded
 from lotline.temporal import connect
 
 router = APIRouter(tags=["quality"])
@@ -148,18 +149,23 @@ async def start_inspection(
     existing = await quality.active_inspection(session, lot_id=lot.id)
     inspection = await quality.start_inspection(session, lot_id=lot.id, initiated_by=user.username)
     client = await _temporal(request, required=True)  # 503 here rolls the quarantine back: nothing changed
-    await session.commit()
     assert client is not None
     label = lot_label(product_code, lot.lot_number)
     start = ReleaseStart(
         inspection_id=inspection.id, lot_id=lot.id, lot_label=label, initiated_by=inspection.initiated_by
     )
-    try:
-        await client.start_workflow(
-            "QcReleaseWorkflow", start, id=inspection.workflow_id, task_queue=settings.temporal_task_queue
+    queue = settings.temporal_task_queue
+    if existing is None:
+        await start_process(session, client, queue, "QcReleaseWorkflow", inspection.workflow_id, start)
+    else:  # a repeated request: make sure the release under way has its workflow
+        await start_recorded(
+            session,
+            client,
+            task_queue=queue,
+            workflow_type="QcReleaseWorkflow",
+            workflow_id=inspection.workflow_id,
+            args=start.model_dump(mode="json"),
         )
-    except WorkflowAlreadyStartedError:
-        pass  # a repeated request: the release is already under way
     if existing is not None:
         response.status_code = status.HTTP_200_OK
     return InspectionCreated(

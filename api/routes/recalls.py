@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep, reauthenticate, require_roles
 from api.schemas.recalls import (
@@ -26,7 +27,7 @@ from api.schemas.recalls import (
     UnitsPublic,
     WidenRequest,
 )
-from api.workflow_calls import execute_update
+from api.workflow_calls import execute_update, start_process
 from domain.capa.service import capas_for_recall
 from domain.enums import Role
 from domain.errors import DomainError
@@ -91,7 +92,8 @@ async def create_recall(
     client: TemporalDep,
     user: CurrentUser,
 ) -> RecallCreated:
-    """Start a recall: the record is created and RecallWorkflow ``recall-<id>`` started."""
+    """Start a recall: the record is created and RecallWorkflow ``recall-<id>`` started (if Temporal cannot
+    take the start at this moment, the recall still stands and the worker starts its workflow shortly)."""
     lot_ids = await _resolve(session, body.suspects)
     recall = await recalls.create_recall(
         session,
@@ -105,7 +107,6 @@ async def create_recall(
         required_actions=list(body.required_actions),
         initiated_by=user.username,
     )
-    await session.commit()
     workflow_id = recall.workflow_id or f"recall-{recall.id}"
     start = RecallStart(
         recall_id=recall.id,
@@ -115,9 +116,7 @@ async def create_recall(
         fda_class=recall.fda_class_proposed,
         jurisdictions=list(recall.jurisdictions),
     )
-    await client.start_workflow(
-        "RecallWorkflow", start, id=workflow_id, task_queue=settings.temporal_task_queue
-    )
+    await start_process(session, client, settings.temporal_task_queue, "RecallWorkflow", workflow_id, start)
     return RecallCreated(
         id=recall.id, reference=recall.reference, status=recall.status.value, workflow_id=workflow_id
     )
@@ -158,14 +157,25 @@ def _list_item(r: Recall) -> RecallListItem:
     )
 
 
-def _deadlines(recall: Recall) -> list[DeadlinePublic]:
-    """Each deadline with whether it was met (notification: every consignee has a sent notice)."""
+async def _deadlines(session: AsyncSession, recall: Recall) -> list[DeadlinePublic]:
+    """Each deadline with whether it was met: notification when every consignee had a sent notice; a
+    filing when its task was reported done (``POST /api/tasks/{id}/complete``). Unmet once overdue."""
     now = datetime.now(UTC)
+    filings = {  # business key -> when it was filed (None: not yet)
+        key: at if status == TaskStatus.completed else None
+        for key, status, at in await session.execute(
+            select(Task.business_key, Task.status, Task.completed_at).where(
+                Task.record_type == "recall", Task.record_id == recall.id, Task.kind.startswith("file:")
+            )
+        )
+    }
     out = []
     for d in recall.deadlines or []:
         due = datetime.fromisoformat(d["due_at"])
-        done = recall.notification_completed_at if d["kind"] == "notify" else None
-        met = (done <= due) if done else (False if now > due and d["kind"] == "notify" else None)
+        key = f"recall-{recall.id}-{d['key']}"
+        tracked = d["kind"] == "notify" or key in filings  # others: no record of being done is kept
+        done = recall.notification_completed_at if d["kind"] == "notify" else filings.get(key)
+        met = (done <= due) if done else (False if tracked and now > due else None)
         out.append(
             DeadlinePublic(
                 key=d["key"],
@@ -227,7 +237,7 @@ async def get_recall(recall_id: int, session: SessionDep) -> RecallPublic:
         depth=recall.depth,
         required_actions=recall.required_actions,
         scope=scope,
-        deadlines=_deadlines(recall),
+        deadlines=await _deadlines(session, recall),
         progress=ProgressPublic(
             planned=prog.consignees,
             sent=prog.sent,

@@ -1,13 +1,15 @@
 """The hash chain: canonical JSON of an entry, its SHA-256, and appending entries in ``seq`` order.
 
 Concurrency: entries are numbered and linked by reading the last one and inserting after it, so two
-writers must never interleave. On PostgreSQL each transaction that writes audited changes first
-takes a transaction-scoped advisory lock (released at commit or rollback), which serialises audit
-writers from their first audited flush to their end; the read of the last entry runs under READ
-COMMITTED after the lock is granted, so it sees the previous holder's commit. (Under REPEATABLE
-READ the stale snapshot would reuse a ``seq`` and the unique index fails the transaction: an error,
-never a fork.) On SQLite writers are serialised by the database's single write lock, which
-``lock`` takes at the same point.
+writers must never interleave. The session hooks (``domain.audit.hooks``) collect a transaction's
+changes as it runs and append them all at its commit, in one step: ``lock`` (on PostgreSQL a
+transaction-scoped advisory lock, released by the COMMIT that follows; on SQLite the database's single
+write lock), read the last entry, insert. The lock is therefore held for three statements and the
+COMMIT, never while the transaction is still doing its work, and its holder waits for nothing else
+(its row writes are done), so audit writers cannot deadlock on it. The read of the last entry runs
+under READ COMMITTED after the lock is granted, so it sees the previous holder's commit. (Under
+REPEATABLE READ the stale snapshot would reuse a ``seq`` and the unique index fails the transaction:
+an error, never a fork.) Entries are chained in commit order.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def lock(conn: Connection) -> None:
     """Serialise audit writers from here until this transaction ends.
 
     PostgreSQL: the advisory lock. SQLite: its single write lock, taken now by a write that matches
-    no row (the row triggers do not fire), so that pre-images read next are the latest committed.
+    no row (the row triggers do not fire).
     """
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
@@ -125,16 +127,33 @@ def lock(conn: Connection) -> None:
         conn.execute(text("DELETE FROM audit_entries WHERE 0"))
 
 
+def guard_preimages(conn: Connection) -> None:
+    """Make the rows read next as pre-images the latest committed, and keep them so until commit.
+
+    PostgreSQL: nothing to do here, the pre-images are read ``FOR UPDATE`` (which waits for a
+    concurrent writer and returns its committed row). SQLite has no row locks: take its single write
+    lock first, as :func:`lock` does.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.execute(text("DELETE FROM audit_entries WHERE 0"))
+
+
 def append(conn: Connection, changes: Sequence[Change], *, actor: str, reason: str | None) -> int:
     """Number, chain and insert ``changes`` after the last entry; returns the last ``seq`` written.
 
     The caller's ``reason`` wins over a record's own (``Change.reason``, from its reason column)."""
+    return append_attributed(conn, [(change, actor, reason) for change in changes])
+
+
+def append_attributed(conn: Connection, items: Sequence[tuple[Change, str, str | None]]) -> int:
+    """Like :func:`append`, each change with its own actor and caller's reason (as they were when the
+    change was made): one lock, one read of the last entry and one INSERT for all of them."""
     lock(conn)
     last = conn.execute(select(TABLE.c.seq, TABLE.c.hash).order_by(TABLE.c.seq.desc()).limit(1)).first()
     seq, prev = (last.seq, last.hash) if last is not None else (0, GENESIS)
     at = utcnow()
     rows = []
-    for change in changes:
+    for change, actor, reason in items:
         seq += 1
         content = entry_content(
             at=at,

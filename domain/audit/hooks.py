@@ -2,16 +2,22 @@
 entries in the same transaction as the change, so a change cannot commit without its entries, and
 an error while auditing fails the transaction (nothing is skipped silently).
 
+Changes are collected as the transaction runs, each with the actor and reason in effect when it was
+made, and chained at its commit (``before_commit``: one lock, one read of the last entry, one INSERT;
+see ``domain.audit.chain``): the trail's lock is held for the commit only, not for the whole
+transaction. A rolled-back transaction or savepoint discards what it collected.
+
 Three paths reach the store through a session, and each is covered:
 - the unit of work (``session.add``, attribute changes, ``session.delete``): ``before_flush``
-  takes the audit lock and collects updates and deletes with their old values, read from the
-  database under the lock (so they are what the row really held, whatever the session loaded);
-  ``after_flush`` adds the creates (their keys exist by then) and appends all of them;
+  collects updates and deletes with their old values, read from the database under a row lock
+  (``FOR UPDATE``; SQLite: its write lock), so they are what the row really held, whatever the
+  session loaded; ``after_flush`` adds the creates (their keys exist by then);
 - ORM-enabled UPDATE and DELETE statements (``session.execute(update(Task)...)``): the rows they
   match are read before and after, and each real change is recorded;
-- INSERT statements (``session.execute(insert(Lot), rows)``): run with RETURNING so every created
-  row is recorded with its key.
-Statements that cannot be audited faithfully (an upsert, an INSERT ... SELECT, an INSERT that
+- INSERT statements (``session.execute(insert(Lot), rows)``), also ``ON CONFLICT DO NOTHING``: run
+  with RETURNING so every created row is recorded with its key (and the caller can read it back);
+  a row the conflict skipped changed nothing and has no entry.
+Statements that cannot be audited faithfully (an upsert that updates, an INSERT ... SELECT, an INSERT that
 returns columns of its own, an executemany DELETE, or an executemany UPDATE other than the ORM's
 bulk update by primary key) are refused with
 :class:`AuditError` on a regulated table. SQL sent around the session (a raw connection, COPY)
@@ -20,14 +26,19 @@ is not seen: write regulated records through a session.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from types import NoneType
 from typing import Any
 
 from sqlalchemy import Table, and_, event, inspect, or_, select
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql.dml import OnConflictDoNothing as PgDoNothing
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite.dml import OnConflictDoNothing as SqliteDoNothing
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapper, ORMExecuteState, Session
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.orm.state_changes import _StateChangeStates
 from sqlalchemy.sql.dml import Delete, Insert, Update
 
 from domain.audit import chain
@@ -36,7 +47,8 @@ from domain.audit.models import AuditEntry
 from domain.audit.policy import REDACTED, AuditPolicy, policy_for
 from domain.models import Base
 
-_PENDING = "lotline_audit_pending"
+_PENDING = "lotline_audit_pending"  # updates and deletes of the flush under way
+_QUEUED = "lotline_audit_queued"  # the transaction's changes, chained when it commits
 _ENTRIES = AuditEntry.__table__
 
 
@@ -178,6 +190,66 @@ def _refuse_direct_entries(session: Session) -> None:
             raise AuditError("audit entries are written by the audit hook only, never through the session")
 
 
+# ------------------------------------------------------------------------- the transaction's queue
+
+
+@dataclass(frozen=True)
+class _Queued:
+    change: chain.Change
+    actor: str
+    reason: str | None  # the caller's reason (``with_reason``), when one was given
+    savepoints: tuple  # the savepoints (nested SessionTransactions) open when the change was made
+
+
+def _queue(session: Session, changes: list[chain.Change]) -> None:
+    """Keep changes for the commit, with the actor and reason in effect now."""
+    if not changes:
+        return
+    savepoints = []
+    tx = session.get_nested_transaction()
+    while tx is not None:
+        if tx.nested:
+            savepoints.append(tx)
+        tx = tx.parent
+    actor, reason, open_savepoints = current_actor(), current_reason(), tuple(savepoints)
+    session.info.setdefault(_QUEUED, []).extend(
+        _Queued(change, actor, reason, open_savepoints) for change in changes
+    )
+
+
+def _committing(transaction: SessionTransaction | None) -> bool:
+    """True while the outermost ``transaction`` is changing state, which during ``before_commit``
+    means it is the one being committed (SQLAlchemy marks a transaction whose state is changing)."""
+    return getattr(transaction, "_next_state", _StateChangeStates.ANY) is not _StateChangeStates.ANY
+
+
+def _before_commit(session: Session) -> None:
+    if session.get_nested_transaction() is not None and not _committing(session.get_transaction()):
+        return  # a savepoint is released: its changes are chained when the transaction commits
+    session.flush()  # the commit's own flush comes after this event: its changes are collected now
+    queued: list[_Queued] = session.info.pop(_QUEUED, [])
+    if queued:
+        chain.append_attributed(session.connection(), [(q.change, q.actor, q.reason) for q in queued])
+
+
+def _after_soft_rollback(session: Session, previous) -> None:
+    queued: list[_Queued] | None = session.info.get(_QUEUED)
+    if not queued:
+        return
+    if previous.nested:  # back to a savepoint: what was changed after it is gone, and so are its entries
+        session.info[_QUEUED] = [q for q in queued if previous not in q.savepoints]
+    elif previous.parent is None:
+        session.info.pop(_QUEUED, None)
+
+
+def _after_transaction_end(session: Session, transaction) -> None:
+    if transaction.parent is None:  # committed (already chained), rolled back or closed: start afresh
+        session.info.pop(_QUEUED, None)
+
+
+# ------------------------------------------------------------------------------ unit of work hooks
+
+
 def _before_flush(session: Session, _flush_context, _instances) -> None:
     _refuse_direct_entries(session)
     session.info[_PENDING] = []
@@ -187,12 +259,10 @@ def _before_flush(session: Session, _flush_context, _instances) -> None:
         if (reg := _regulated(obj)) is not None and _columns_changed(obj, *reg)
     ]
     deleted = [(obj, reg) for obj in session.deleted if (reg := _regulated(obj)) is not None]
-    if not (changed or deleted or any(_regulated(obj) for obj in session.new)):
-        return
-    # Lock before any regulated row is written (and before reading pre-images): whoever holds a
-    # regulated row lock then already holds the audit lock, so the two cannot deadlock.
+    if not (changed or deleted):
+        return  # creates need no pre-image; they are collected after the flush
     conn = session.connection()
-    chain.lock(conn)
+    chain.guard_preimages(conn)
     pre = _preimages(conn, [(obj, reg[0]) for obj, reg in changed + deleted])
     pending: list[chain.Change] = []
     for obj, (mapper, policy) in changed:
@@ -211,9 +281,7 @@ def _after_flush(session: Session, _flush_context) -> None:
         reg = _regulated(obj)
         if reg is not None:
             creates.append(_create(conn, obj, *reg))
-    changes = creates + pending
-    if changes:
-        chain.append(conn, changes, actor=current_actor(), reason=current_reason())
+    _queue(session, creates + pending)
 
 
 # ------------------------------------------------------------------------------- statements
@@ -288,18 +356,26 @@ def _on_execute(orm_state: ORMExecuteState):
     if session.autoflush:
         session.flush()  # pending unit-of-work changes first, so "before" below is really before
     conn = session.connection()
-    chain.lock(conn)
+    if not isinstance(stmt, Insert):
+        chain.guard_preimages(conn)
     pk = list(table.primary_key.columns)
     verb = "INSERT" if isinstance(stmt, Insert) else "UPDATE" if isinstance(stmt, Update) else "DELETE"
     what = f"{verb} on {table.name} (a regulated record)"
 
     if isinstance(stmt, Insert):
-        upsert = isinstance(stmt, PgInsert | SqliteInsert) and stmt._post_values_clause is not None
+        upsert = isinstance(stmt, PgInsert | SqliteInsert) and not isinstance(
+            stmt._post_values_clause, NoneType | PgDoNothing | SqliteDoNothing
+        )
         if upsert or stmt.select is not None or stmt._returning:
-            raise AuditError(f"{what}: only plain INSERTs without RETURNING can be audited; use session.add")
-        result = orm_state.invoke_statement(statement=stmt.returning(*table.c))
-        rows = list(result.mappings())
+            raise AuditError(
+                f"{what}: only plain INSERTs (or ON CONFLICT DO NOTHING) without RETURNING can be "
+                "audited; use session.add"
+            )
+        # The created rows, read for their entries and handed to the caller as well.
+        result = orm_state.invoke_statement(statement=stmt.returning(*table.c)).freeze()
+        rows = list(result().mappings())
         changes = _row_changes(policy, "create", table, rows)
+        result = result()
     else:
         params = orm_state.parameters
         if orm_state.is_executemany:
@@ -320,14 +396,14 @@ def _on_execute(orm_state: ORMExecuteState):
             before = {_record_id([r[c.name] for c in pk]): r for r in before_rows}
             after = _by_keys(conn, table, [tuple(r[c.name] for c in pk) for r in before_rows])
             changes = _row_changes(policy, "update", table, after, before)
-    if changes:
-        chain.append(conn, changes, actor=current_actor(), reason=current_reason())
+    _queue(session, changes)
     return result
 
 
 async def record_rows(session: AsyncSession, model: type, rows: list[dict[str, Any]], *, action: str) -> int:
-    """Append entries for rows written AROUND the session (a COPY, a Core bulk load): ``rows`` are the
-    stored rows by column name, keys included, read back after the write. Returns how many."""
+    """Record entries for rows written AROUND the session (a COPY, a Core bulk load): ``rows`` are the
+    stored rows by column name, keys included, read back after the write; they are chained with the
+    transaction's other changes when it commits. Returns how many."""
     policy = policy_for(model)
     if policy is None:
         raise AuditError(f"{model.__name__} is not a regulated record")
@@ -335,14 +411,7 @@ async def record_rows(session: AsyncSession, model: type, rows: list[dict[str, A
         raise AuditError("record_rows records created or deleted rows; updates go through the session")
     table = inspect(model).local_table
     changes = _row_changes(policy, action, table, rows)
-
-    def _append(sync_session: Session) -> None:
-        conn = sync_session.connection()
-        chain.lock(conn)
-        chain.append(conn, changes, actor=current_actor(), reason=current_reason())
-
-    if changes:
-        await session.run_sync(_append)
+    _queue(session.sync_session, changes)  # chained when the transaction commits, like the rest
     return len(changes)
 
 
@@ -360,6 +429,9 @@ def install() -> None:
     event.listen(Session, "before_flush", _before_flush)
     event.listen(Session, "after_flush", _after_flush)
     event.listen(Session, "do_orm_execute", _on_execute)
+    event.listen(Session, "before_commit", _before_commit)
+    event.listen(Session, "after_soft_rollback", _after_soft_rollback)
+    event.listen(Session, "after_transaction_end", _after_transaction_end)
     _installed = True
 
 

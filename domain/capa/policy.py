@@ -4,10 +4,12 @@ ISO 13485:2016 8.5.2 (corrective action) and 8.5.3 (preventive action) require: 
 nonconformity, determining its causes, evaluating and planning the action needed, implementing it,
 verifying that it does not adversely affect meeting requirements, **reviewing its effectiveness**, and
 records of each step. The standard sets no number of days: every number below is a company default
-(``is_rule=False`` in the sense of ``domain.policy.recall``), changed here and nowhere else. A CAPA may
+(``is_rule=False`` in the sense of ``domain.policy.recall``), changed here (the effectiveness period) or
+in the escalation table (dues and ladders) and nowhere else. A CAPA may
 carry its own effectiveness period (``Capa.effectiveness_period_days``), which wins over the default.
 
-Ladders are lists of :class:`~domain.tasks.payloads.Rung`: after ``wait`` without the stage being done,
+Ladders and dues come from the one escalation table, ``domain.policy.escalation``; here they are lists
+of :class:`~domain.tasks.payloads.Rung`: after ``wait`` without the stage being done,
 ``action`` (remind the task's people, or escalate to ``to_roles``); the last rung repeats.
 
 The overdue ladder for actions is counted from the end of each action's due date (UTC): its first rung
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
+from domain.policy import escalation
 from domain.tasks.payloads import Rung
 
 # Effectiveness review after implementation (ISO 13485 8.5.2 f): company default 90 days.
@@ -35,41 +38,24 @@ INVESTIGATOR_ROLES = ["qa"]  # the task is assigned to the CAPA's owner; QA sees
 VERIFIER_ROLES = ["qa", "qa_manager"]
 ACTION_ROLES = ["qa"]  # each action's task is assigned to its owner
 
-# Investigation and root cause, then an action plan proposed.
-INVESTIGATION_DUE = timedelta(days=30)
-INVESTIGATION_LADDER = [
-    Rung(wait=timedelta(days=21), action="remind"),
-    Rung(wait=timedelta(days=9), action="escalate", to_roles=["qa_manager"]),
-    Rung(wait=timedelta(days=7), action="escalate", to_roles=["qa_manager", "admin"]),
-]
+# Dues and ladders: the escalation table (domain.policy.escalation), the one place for every process.
+INVESTIGATION_DUE = escalation.due("capa", "investigation")
+INVESTIGATION_LADDER = escalation.rungs("capa", "investigation")
 
 # The QA manager's approval of the action plan.
-APPROVAL_DUE = timedelta(days=5)
-APPROVAL_LADDER = [
-    Rung(wait=timedelta(days=2), action="remind"),
-    Rung(wait=timedelta(days=3), action="escalate", to_roles=["admin"]),
-]
+APPROVAL_DUE = escalation.due("capa", "plan_approval")
+APPROVAL_LADDER = escalation.rungs("capa", "plan_approval")
 
-# Corrective and preventive actions past their due date.
-ACTION_OVERDUE_LADDER = [
-    Rung(wait=timedelta(0), action="remind"),  # the day after the due date: remind the owner
-    Rung(wait=timedelta(days=3), action="escalate", to_roles=["qa_manager"]),
-    Rung(wait=timedelta(days=7), action="escalate", to_roles=["qa_manager", "admin"]),  # then weekly
-]
+# Corrective and preventive actions past their due date (the day after: remind the owner; then escalate).
+ACTION_OVERDUE_LADDER = escalation.rungs("capa", "action_overdue")
 
 # Verification of effectiveness once the period has passed.
-VERIFICATION_DUE = timedelta(days=14)
-VERIFICATION_LADDER = [
-    Rung(wait=timedelta(days=7), action="remind"),
-    Rung(wait=timedelta(days=7), action="escalate", to_roles=["qa_manager"]),
-]
+VERIFICATION_DUE = escalation.due("capa", "verification")
+VERIFICATION_LADDER = escalation.rungs("capa", "verification")
 
 # Closure sign-off.
-CLOSURE_DUE = timedelta(days=7)
-CLOSURE_LADDER = [
-    Rung(wait=timedelta(days=3), action="remind"),
-    Rung(wait=timedelta(days=4), action="escalate", to_roles=["admin"]),
-]
+CLOSURE_DUE = escalation.due("capa", "closure")
+CLOSURE_LADDER = escalation.rungs("capa", "closure")
 
 
 def effectiveness_period(days: int | None) -> timedelta:

@@ -27,7 +27,7 @@ from domain.changes.payloads import (
     Requirement,
     RiskRating,
 )
-from domain.tasks.payloads import Rung
+from domain.policy import escalation
 
 REQ, OPT, COM = Requirement.required, Requirement.optional, Requirement.comment_only
 
@@ -51,29 +51,19 @@ WITHDRAW_ROLES: Final = ["qa_manager"]  # besides the initiator
 TASK_MANAGER_ROLES: Final = ["qa_manager"]  # may report a task done on its owner's behalf
 ONE_DECISION_PER_PERSON: Final = True  # one person cannot approve for two roles of one round
 
-IMPACT_DUE: Final = timedelta(days=5)
-APPROVAL_DUE: Final = timedelta(days=5)
-VERIFICATION_DUE: Final = timedelta(days=5)
-REWORK_DUE: Final = timedelta(days=10)
+# Dues and ladders come from the one escalation table (domain.policy.escalation).
+IMPACT_DUE: Final = escalation.due("change", "impact")
+APPROVAL_DUE: Final = escalation.due("change", "approval")
+VERIFICATION_DUE: Final = escalation.due("change", "verification")
+REWORK_DUE: Final = timedelta(days=10)  # a rework task's own due date (its overdue ladder is below)
 
-IMPACT_LADDER: Final = [
-    Rung(wait=timedelta(days=3), action="remind"),
-    Rung(wait=timedelta(days=2), action="escalate", to_roles=["qa_manager"]),
-]
-APPROVAL_LADDER: Final = [
-    Rung(wait=timedelta(days=2), action="remind"),
-    Rung(wait=timedelta(days=3), action="escalate", to_roles=["qa_manager"]),
-    Rung(wait=timedelta(days=5), action="escalate", to_roles=["admin"]),
-]
-VERIFICATION_LADDER: Final = [
-    Rung(wait=timedelta(days=3), action="remind"),
-    Rung(wait=timedelta(days=2), action="escalate", to_roles=["qa_manager"]),
-]
+IMPACT_LADDER: Final = escalation.rungs("change", "impact")
+APPROVAL_LADDER: Final = escalation.rungs("change", "approval")
+VERIFICATION_LADDER: Final = escalation.rungs("change", "verification")
 # Overdue implementation tasks, counted from each task's due time; one timer for the whole step.
 OVERDUE_LADDER: Final = [
-    OverdueRung(after=timedelta(0), action="remind"),
-    OverdueRung(after=timedelta(days=2), action="escalate", to_roles=["qa_manager"]),
-    OverdueRung(after=timedelta(days=7), action="escalate", to_roles=["admin"]),
+    OverdueRung(after=after, action=action, to_roles=roles)
+    for after, action, roles in escalation.after_due("change", "task_overdue")
 ]
 
 # Effective dates and due dates are calendar dates at the manufacturing site.

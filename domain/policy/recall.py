@@ -27,6 +27,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from domain.errors import InvalidInput
+from domain.policy import escalation
 from domain.policy.calendars import (
     JURISDICTIONS,
     end_of_local_day,
@@ -210,11 +211,11 @@ PROGRESS_REPORT_EVERY: Final[dict[int, PolicyRule]] = {
 }
 
 # Approval task (qa_manager signs the recall): remind, then escalate, measured from when the task
-# opened. Scaled to the notify window: a level 1 recall has 24 h to reach every consignee.
+# opened. Scaled to the notify window: a level 1 recall has 24 h to reach every consignee. The ladders
+# (and whom they escalate to) live in the one escalation table, domain.policy.escalation.
 APPROVAL_LADDER: Final[dict[int, tuple[tuple[timedelta, RungAction], ...]]] = {
-    1: ((timedelta(hours=1), "remind"), (timedelta(hours=2), "escalate")),
-    2: ((timedelta(hours=4), "remind"), (timedelta(hours=8), "escalate")),
-    3: ((timedelta(hours=8), "remind"), (timedelta(hours=24), "escalate")),
+    severity: tuple(zip(lad.offsets(), (step.action for step in lad.steps), strict=True))
+    for severity, lad in ((n, escalation.ladder("recall", f"approval.severity{n}")) for n in (1, 2, 3))
 }
 
 # Consignee follow-up, as shares of the notification window: resend on the same channel, switch to

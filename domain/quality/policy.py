@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Final
 
+from domain.policy import escalation
 from domain.quality.payloads import ReleasePlan
-from domain.tasks.payloads import Rung
 
 # NMPA: market release is signed by an authorised releaser (DOMAIN.md); never by the person who
 # started the inspection or recorded its results (separation of duties).
@@ -22,19 +22,12 @@ RELEASER_ROLES: Final = ("releaser",)
 CONCESSION_APPROVER_ROLES: Final = ("qa_manager",)
 
 # Release SLA: a reminder to the releasers after a day, then escalation to QA management; the last
-# rung repeats until someone signs. The task is due when the ladder reaches escalation.
-RELEASE_LADDER: Final = (
-    Rung(wait=timedelta(days=1), action="remind"),
-    Rung(wait=timedelta(days=1), action="escalate", to_roles=["qa_manager"]),
-)
-RELEASE_DUE: Final = timedelta(days=2)
-
-# The concession approval waits on QA management itself: reminders only.
-CONCESSION_LADDER: Final = (
-    Rung(wait=timedelta(days=1), action="remind"),
-    Rung(wait=timedelta(days=2), action="remind"),
-)
-CONCESSION_DUE: Final = timedelta(days=1)
+# rung repeats until someone signs. The concession approval waits on QA management itself: reminders
+# only. Both come from the one escalation table (domain.policy.escalation).
+RELEASE_LADDER: Final = tuple(escalation.rungs("release", "release"))
+RELEASE_DUE: Final = escalation.due("release", "release")
+CONCESSION_LADDER: Final = tuple(escalation.rungs("release", "concession"))
+CONCESSION_DUE: Final = escalation.due("release", "concession")
 
 # While results are outstanding, the workflow re-reads the store this often even without a signal,
 # so a lost "results recorded" signal delays the evaluation, never loses it.

@@ -11,14 +11,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import select
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import InvalidInput, NotFound
 from domain.models import Consignee, Lot, Product
 from domain.recalls.models import Recall, RecallConsignee, RecallExposure, Response, ResponseQuantity
 from domain.recalls.payloads import ConsigneeState
-from domain.recalls.service import CLOSED_STATES, add_event, advance_in_store, ensure_open
+from domain.recalls.service import CLOSED_STATES, add_event, advance_in_store, refuse_if_closed
 
 # Replies that acknowledge receipt (the consignee's own code also does).
 ACK_WORDS = {"YES", "Y", "ACK", "OK", "确认", "收到", "是"}
@@ -142,11 +144,39 @@ async def mark_opened(session: AsyncSession, rc: RecallConsignee, *, at: datetim
 async def record_web_response(
     session: AsyncSession, *, recall_consignee_id: int, form: AckForm, at: datetime | None = None
 ) -> AckOutcome:
-    """Record the form behind a signed link; a repeat after quantities were reported changes nothing."""
+    """Record the form behind a signed link; a repeat after quantities were reported changes nothing.
+
+    Few statements, because ten thousand consignees may answer within minutes: one read (the link,
+    its recall and its lots), one conditional UPDATE that claims the answer (only one of two
+    concurrent submissions of the same link gets it: the other waits for the row and then finds it
+    answered), the response (``INSERT ... ON CONFLICT DO NOTHING``: a receipt acknowledged by SMS
+    before left one behind, which is completed instead) and its quantities. Both this and the SMS
+    reply claim the consignee's row first, so neither can deadlock the other."""
     at = at or datetime.now(UTC)
-    rc, recall, _consignee = await load_link(session, recall_consignee_id)
-    ensure_open(recall)
-    lots = {e["lot_id"] for e in await exposures_of(session, rc)}
+    rows = (
+        await session.execute(
+            select(
+                RecallConsignee.recall_id,
+                RecallConsignee.consignee_id,
+                RecallConsignee.responded_at,
+                Recall.status,
+                Recall.reference,
+                RecallExposure.lot_id,
+            )
+            .join(Recall, Recall.id == RecallConsignee.recall_id)
+            .outerjoin(
+                RecallExposure,
+                (RecallExposure.recall_id == RecallConsignee.recall_id)
+                & (RecallExposure.consignee_id == RecallConsignee.consignee_id),
+            )
+            .where(RecallConsignee.id == recall_consignee_id)
+        )
+    ).all()
+    if not rows:
+        raise NotFound("this acknowledgement link is not valid", field="link")
+    recall_id, consignee_id, responded_at, status, reference = rows[0][:5]
+    refuse_if_closed(status, reference)
+    lots = {r.lot_id for r in rows if r.lot_id is not None}
     seen: set[int] = set()
     for i, q in enumerate(form.quantities):
         if q.lot_id not in lots:
@@ -156,58 +186,87 @@ async def record_web_response(
         if q.lot_id in seen:
             raise InvalidInput("this lot is listed twice", field=f"quantities.{i}.lot_id")
         seen.add(q.lot_id)
-    response = await session.scalar(
-        select(Response).where(Response.recall_id == rc.recall_id, Response.consignee_id == rc.consignee_id)
+    repeat = AckOutcome(
+        recall_id, consignee_id, False, "this acknowledgement was already recorded; nothing was changed"
     )
-    if response is not None and response.quantities_reported:
-        return AckOutcome(
-            rc.recall_id,
-            rc.consignee_id,
-            False,
-            "this acknowledgement was already recorded; nothing was changed",
+    if responded_at is not None:
+        return repeat
+    claimed = (
+        await session.execute(
+            update(RecallConsignee)
+            .where(RecallConsignee.id == recall_consignee_id, RecallConsignee.responded_at.is_(None))
+            .values(
+                responded_at=at,
+                state=ConsigneeState.acknowledged,  # the top of the receipt ladder: never a step down
+                acknowledged_at=func.coalesce(RecallConsignee.acknowledged_at, at),
+            )
+            .returning(RecallConsignee.id)
+            .execution_options(synchronize_session=False)
         )
-    if response is None:
-        response = Response(
-            recall_id=rc.recall_id, consignee_id=rc.consignee_id, channel="web", received_at=at
-        )
-        session.add(response)
-    response.received_and_understood = True
-    response.actions_completed = form.actions_completed
-    response.forwarded_to_sub_accounts = form.forwarded_to_sub_accounts
-    response.no_affected_stock = form.no_affected_stock
-    response.quantities_reported = True
-    response.name, response.role, response.site, response.contact = (
-        form.name,
-        form.role,
-        form.site,
-        form.contact,
-    )
-    response.sub_consignees = form.sub_consignees
-    await session.flush()
-    for q in form.quantities:
-        session.add(
-            ResponseQuantity(
-                response_id=response.id,
-                lot_id=q.lot_id,
-                on_hand=q.on_hand,
-                returned=q.returned,
-                corrected=q.corrected,
-                destroyed=q.destroyed,
-                used=q.used,
+    ).first()
+    if claimed is None:  # a concurrent submission of the same link got there first
+        return repeat
+    answer = {
+        "received_and_understood": True,
+        "actions_completed": form.actions_completed,
+        "forwarded_to_sub_accounts": form.forwarded_to_sub_accounts,
+        "no_affected_stock": form.no_affected_stock,
+        "quantities_reported": True,
+        "name": form.name,
+        "role": form.role,
+        "site": form.site,
+        "contact": form.contact,
+        "sub_consignees": form.sub_consignees,
+    }
+    inserted = (
+        await session.execute(
+            insert_ignoring_duplicates(session, Response, ["recall_id", "consignee_id"]).values(
+                recall_id=recall_id, consignee_id=consignee_id, channel="web", received_at=at, **answer
             )
         )
-    await advance_in_store(session, recall_consignee_ids=[rc.id], state=ConsigneeState.acknowledged, at=at)
-    rc.responded_at = at
+    ).first()
+    if inserted is not None:
+        response_id = inserted.id
+    else:  # acknowledged by SMS before: complete that response with the form
+        response_id = (
+            await session.execute(
+                update(Response)
+                .where(Response.recall_id == recall_id, Response.consignee_id == consignee_id)
+                .values(**answer)
+                .returning(Response.id)
+                .execution_options(synchronize_session=False)
+            )
+        ).scalar_one()
+    session.add_all(
+        ResponseQuantity(
+            response_id=response_id,
+            lot_id=q.lot_id,
+            on_hand=q.on_hand,
+            returned=q.returned,
+            corrected=q.corrected,
+            destroyed=q.destroyed,
+            used=q.used,
+        )
+        for q in form.quantities
+    )
     await add_event(
         session,
-        recall_id=rc.recall_id,
-        consignee_id=rc.consignee_id,
+        recall_id=recall_id,
+        consignee_id=consignee_id,
         kind="acknowledged",
         channel="web",
         detail={"name": form.name, "lots": len(form.quantities)},
     )
     await session.flush()
-    return AckOutcome(rc.recall_id, rc.consignee_id, True, "acknowledgement recorded")
+    return AckOutcome(recall_id, consignee_id, True, "acknowledgement recorded")
+
+
+def insert_ignoring_duplicates(session: AsyncSession, model: type, conflict_on: list[str]):
+    """``INSERT ... ON CONFLICT (conflict_on) DO NOTHING`` for the session's database; executed, it
+    returns the inserted row (the audit hook reads it back), or none when the row already existed."""
+    dialect = session.get_bind().dialect.name
+    ins = pg_insert(model) if dialect == "postgresql" else sqlite_insert(model)
+    return ins.on_conflict_do_nothing(index_elements=conflict_on)
 
 
 def _normalise(body: str) -> str:
@@ -258,27 +317,33 @@ async def record_sms_reply(
             replies.append(f"{recall.reference} is already {recall.status.value}.")
             out.acknowledged.append(AckOutcome(recall.id, rc.consignee_id, False, "recall closed"))
             continue
-        if rc.acknowledged_at is not None:
+        # Claim the consignee's row first (as the web form does): of two concurrent answers, one
+        # acknowledges and the other finds it done.
+        claimed = (
+            rc.acknowledged_at is None
+            and (
+                await session.execute(
+                    update(RecallConsignee)
+                    .where(RecallConsignee.id == rc.id, RecallConsignee.acknowledged_at.is_(None))
+                    .values(state=ConsigneeState.acknowledged, acknowledged_at=at)
+                    .returning(RecallConsignee.id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).first()
+            is not None
+        )
+        if not claimed:
             out.acknowledged.append(AckOutcome(recall.id, rc.consignee_id, False, "already acknowledged"))
             replies.append(f"{recall.reference}: already recorded. Report quantities: {link_for(rc.id)}")
             continue
-        response = await session.scalar(
-            select(Response).where(
-                Response.recall_id == rc.recall_id, Response.consignee_id == rc.consignee_id
+        await session.execute(
+            insert_ignoring_duplicates(session, Response, ["recall_id", "consignee_id"]).values(
+                recall_id=rc.recall_id,
+                consignee_id=rc.consignee_id,
+                channel="sms",
+                received_at=at,
+                received_and_understood=True,
             )
-        )
-        if response is None:
-            session.add(
-                Response(
-                    recall_id=rc.recall_id,
-                    consignee_id=rc.consignee_id,
-                    channel="sms",
-                    received_at=at,
-                    received_and_understood=True,
-                )
-            )
-        await advance_in_store(
-            session, recall_consignee_ids=[rc.id], state=ConsigneeState.acknowledged, at=at
         )
         await add_event(
             session,

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from domain.tasks.payloads import Rung
+
 
 class RecallStatus(StrEnum):
     """A recall's life: awaiting approval → notifying → in progress → completed → closed (or cancelled)."""
@@ -168,6 +170,14 @@ class RecallOutcome(BaseModel):
     summary_report_id: int | None = None
 
 
+class ScopeWidened(BaseModel):
+    """The scope grew to ``version`` at ``widened_at``, after the decision: filings it starts."""
+
+    recall_id: int
+    version: int
+    widened_at: datetime
+
+
 class FreezeScope(BaseModel):
     """Freeze scope ``version`` of a recall from its suspects (idempotent per version)."""
 
@@ -209,6 +219,8 @@ class RecallPlan(BaseModel):
     progress_every_seconds: float
     status_report_every_seconds: float | None = None  # US status reports
     eu_gate: bool = False
+    # The EU FSCA report task's reminders and escalation (domain.policy.escalation, recall/fsca_report).
+    fsca_ladder: list[Rung] = Field(default_factory=list)
 
 
 class Decision(BaseModel):

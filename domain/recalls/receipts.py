@@ -1,15 +1,24 @@
-"""Delivery receipts: stored first, then applied to the notice they name (now, or once it is recorded)."""
+"""Delivery receipts: stored first, then applied to the notice they name (now, or once it is recorded).
+
+A receipt can overtake the sender's record of its message (a fast provider calls back before the
+sending round has committed the message id). Both sides therefore take a lock per message id first
+(:func:`lock_messages`) and then look for the other: whichever commits second sees the first's rows,
+so a receipt is never left unapplied beside its recorded notice.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.recalls.models import DeliveryReceipt, Notice, RecallConsignee
+from domain.recalls.models import DeliveryReceipt, Notice, NoticeEvent, RecallConsignee
 from domain.recalls.payloads import ConsigneeState, NoticeState
-from domain.recalls.service import add_event, advance_in_store
+from domain.recalls.service import advance_in_store
 
 # Provider statuses, mapped onto the notice's receipt ladder ("sent"/"queued" add nothing we lack).
 DELIVERY = {
@@ -17,6 +26,27 @@ DELIVERY = {
     "failed": NoticeState.failed,
     "undelivered": NoticeState.failed,
 }
+# The class of the two-key advisory locks taken per message id (the one-key space is the audit trail's).
+RECEIPT_LOCK_CLASS = 0x52435054  # "RCPT"
+
+
+def _lock_key(provider_id: str) -> int:
+    """A stable signed 32-bit key for a message id (a collision only serialises two messages)."""
+    return int.from_bytes(hashlib.blake2b(provider_id.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+async def lock_messages(session: AsyncSession, provider_ids: Iterable[str]) -> None:
+    """Serialise, until this transaction ends, everything that records a message id or a receipt for it.
+
+    PostgreSQL: transaction-scoped advisory locks, one per message id, taken in key order. SQLite
+    serialises writers with its single write lock already."""
+    keys = sorted({_lock_key(p) for p in provider_ids if p})
+    if not keys or session.get_bind().dialect.name != "postgresql":
+        return
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(:cls, k) FROM unnest(CAST(:keys AS integer[])) AS k"),
+        {"cls": RECEIPT_LOCK_CLASS, "keys": keys},
+    )
 
 
 async def record_receipt(
@@ -27,61 +57,191 @@ async def record_receipt(
     error_code: str | None = None,
     channel: str = "sms",
 ) -> None:
-    """Store a receipt as it arrived, then apply whatever can be applied."""
-    session.add(
-        DeliveryReceipt(provider_id=provider_id, status=status, error_code=error_code, channel=channel)
+    """Store a receipt as it arrived, then apply whatever can be applied.
+
+    Usually the notice is recorded already: one read (the notice, and any receipt of it still
+    pending), the receipt stored as applied, and the notice's progress. A receipt that overtook the
+    sender's record waits for the sender's transaction (:func:`lock_messages`) and looks again; if the
+    notice is still not recorded, the receipt is stored pending and the sender applies it."""
+    found = await _notice_of(session, provider_id)
+    if not found:
+        await lock_messages(session, [provider_id])
+        found = await _notice_of(session, provider_id)
+    await session.execute(
+        insert(DeliveryReceipt).values(
+            provider_id=provider_id,
+            status=status,
+            error_code=error_code,
+            channel=channel,
+            applied=bool(found),
+        )
     )
-    await session.flush()
-    await apply_receipts(session, provider_ids=[provider_id])
+    if not found:
+        return
+    older = [r for r in found if r.receipt_id is not None]
+    if older:
+        await session.execute(
+            update(DeliveryReceipt)
+            .where(DeliveryReceipt.id.in_([r.receipt_id for r in older]))
+            .values(applied=True)
+            .execution_options(synchronize_session=False)
+        )
+    notice = found[0]
+    await _apply_outcomes(
+        session,
+        [
+            *(_Receipt(provider_id, r.status, r.error_code, r.channel, *notice[:4]) for r in older),
+            _Receipt(provider_id, status, error_code, channel, *notice[:4]),
+        ],
+    )
+
+
+class _Receipt(NamedTuple):
+    provider_id: str
+    status: str
+    error_code: str | None
+    channel: str
+    notice_id: int
+    recall_id: int
+    consignee_id: int
+    rc_id: int | None
+
+
+async def _notice_of(session: AsyncSession, provider_id: str) -> list:
+    """The notice of a message id (with its consignee's row) and the receipts of it still pending,
+    oldest first: one row per pending receipt, or one row with no receipt; none if not recorded."""
+    return list(
+        (
+            await session.execute(
+                select(
+                    Notice.id,
+                    Notice.recall_id,
+                    Notice.consignee_id,
+                    RecallConsignee.id.label("rc_id"),
+                    DeliveryReceipt.id.label("receipt_id"),
+                    DeliveryReceipt.status,
+                    DeliveryReceipt.error_code,
+                    DeliveryReceipt.channel,
+                )
+                .outerjoin(
+                    RecallConsignee,
+                    (RecallConsignee.recall_id == Notice.recall_id)
+                    & (RecallConsignee.consignee_id == Notice.consignee_id),
+                )
+                .outerjoin(
+                    DeliveryReceipt,
+                    (DeliveryReceipt.provider_id == Notice.provider_id) & DeliveryReceipt.applied.is_(False),
+                )
+                .where(Notice.provider_id == provider_id)
+                .order_by(DeliveryReceipt.id)
+            )
+        ).all()
+    )
 
 
 async def apply_receipts(session: AsyncSession, *, provider_ids: list[str]) -> int:
     """Apply the unapplied receipts of these message ids to their notices, in arrival order; a repeat
-    (the same status again) changes nothing. Receipts whose notice is not recorded yet stay pending."""
+    (the same status again) changes nothing. Receipts whose notice is not recorded yet stay pending.
+
+    For the sending round, which has just recorded these message ids: it takes their locks first
+    (see :func:`lock_messages`), then a few statements whatever the number of receipts. Returns how
+    many receipts were applied."""
     if not provider_ids:
         return 0
-    receipts = list(
-        await session.scalars(
-            select(DeliveryReceipt)
+    await lock_messages(session, provider_ids)
+    rows = (
+        await session.execute(
+            select(
+                DeliveryReceipt.id,
+                DeliveryReceipt.provider_id,
+                DeliveryReceipt.status,
+                DeliveryReceipt.error_code,
+                DeliveryReceipt.channel,
+                Notice.id.label("notice_id"),
+                Notice.recall_id,
+                Notice.consignee_id,
+                RecallConsignee.id.label("rc_id"),
+            )
+            .join(Notice, Notice.provider_id == DeliveryReceipt.provider_id)
+            .outerjoin(
+                RecallConsignee,
+                (RecallConsignee.recall_id == Notice.recall_id)
+                & (RecallConsignee.consignee_id == Notice.consignee_id),
+            )
             .where(DeliveryReceipt.provider_id.in_(provider_ids), DeliveryReceipt.applied.is_(False))
             .order_by(DeliveryReceipt.id)
         )
+    ).all()
+    if not rows:
+        return 0
+    await session.execute(
+        update(DeliveryReceipt)
+        .where(DeliveryReceipt.id.in_([r.id for r in rows]))
+        .values(applied=True)
+        .execution_options(synchronize_session=False)
     )
-    applied = 0
-    for receipt in receipts:
-        notice = await session.scalar(select(Notice).where(Notice.provider_id == receipt.provider_id))
-        if notice is None:
-            continue
-        receipt.applied = True
-        applied += 1
-        new = DELIVERY.get(receipt.status)
-        if new is None or notice.state not in (NoticeState.sent, NoticeState.sending):
-            continue
-        notice.state = new
-        now = datetime.now(UTC)
-        if new == NoticeState.delivered:
-            notice.delivered_at = notice.delivered_at or now
-            rc_id = await session.scalar(
-                select(RecallConsignee.id).where(
-                    RecallConsignee.recall_id == notice.recall_id,
-                    RecallConsignee.consignee_id == notice.consignee_id,
+    await _apply_outcomes(session, [_Receipt(*r[1:]) for r in rows])
+    return len(rows)
+
+
+async def _apply_outcomes(session: AsyncSession, receipts: list[_Receipt]) -> None:
+    """Move each notice by the first of its receipts (in arrival order) that has an outcome, only from
+    sent (or sending) and by a conditional UPDATE, so a concurrent writer's progress is kept; then
+    the consignees' progress and the timeline events."""
+    first: dict[int, _Receipt] = {}
+    for r in receipts:
+        if r.status in DELIVERY and r.notice_id not in first:
+            first[r.notice_id] = r
+    now = datetime.now(UTC)
+    events = []
+    delivered = [r for r in first.values() if DELIVERY[r.status] == NoticeState.delivered]
+    if delivered:
+        moved = set(
+            (
+                await session.execute(
+                    update(Notice)
+                    .where(
+                        Notice.id.in_([r.notice_id for r in delivered]),
+                        Notice.state.in_((NoticeState.sent, NoticeState.sending)),
+                    )
+                    .values(state=NoticeState.delivered, delivered_at=now)
+                    .returning(Notice.id)
                 )
-            )
-            if rc_id is not None:
-                await advance_in_store(
-                    session, recall_consignee_ids=[rc_id], state=ConsigneeState.delivered, at=now
-                )
-        else:
-            kind = "permanent" if receipt.status == "failed" else "temporary"
-            notice.error = f"{kind}: {receipt.error_code or ''} {receipt.status}".strip()
-        await add_event(
-            session,
-            recall_id=notice.recall_id,
-            consignee_id=notice.consignee_id,
-            kind=new.value,
-            channel=receipt.channel,
-            notice_id=notice.id,
-            detail={"sid": receipt.provider_id, "status": receipt.status},
+            ).scalars()
         )
-    await session.flush()
-    return applied
+        reached = [r for r in delivered if r.notice_id in moved]
+        await advance_in_store(
+            session,
+            recall_consignee_ids=[r.rc_id for r in reached if r.rc_id is not None],
+            state=ConsigneeState.delivered,
+            at=now,
+            count_moved=False,
+        )
+        events += [(r, NoticeState.delivered) for r in reached]
+    for r in first.values():
+        if DELIVERY[r.status] != NoticeState.failed:
+            continue
+        kind = "permanent" if r.status == "failed" else "temporary"
+        failed = await session.execute(
+            update(Notice)
+            .where(Notice.id == r.notice_id, Notice.state.in_((NoticeState.sent, NoticeState.sending)))
+            .values(state=NoticeState.failed, error=f"{kind}: {r.error_code or ''} {r.status}".strip())
+            .returning(Notice.id)
+        )
+        if failed.first() is not None:
+            events.append((r, NoticeState.failed))
+    if events:
+        await session.execute(
+            insert(NoticeEvent),
+            [
+                {
+                    "recall_id": r.recall_id,
+                    "consignee_id": r.consignee_id,
+                    "notice_id": r.notice_id,
+                    "kind": state.value,
+                    "channel": r.channel,
+                    "detail": {"sid": r.provider_id, "status": r.status},
+                }
+                for r, state in events
+            ],
+        )

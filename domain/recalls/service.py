@@ -10,7 +10,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import inventory
@@ -489,11 +489,17 @@ def advance_state(rc: RecallConsignee, state: ConsigneeState, at: datetime) -> b
 
 
 async def advance_in_store(
-    session: AsyncSession, *, recall_consignee_ids: list[int], state: ConsigneeState, at: datetime
+    session: AsyncSession,
+    *,
+    recall_consignee_ids: list[int],
+    state: ConsigneeState,
+    at: datetime,
+    count_moved: bool = True,
 ) -> int:
-    """Move consignees up the receipt ladder with one conditional UPDATE (never down), so concurrent
+    """Move consignees up the receipt ladder with conditional UPDATEs (never down), so concurrent
     writers (a sending round, a delivery receipt, an acknowledgement) cannot overwrite each other's
-    progress with a stale read; returns how many moved."""
+    progress with a stale read; returns how many moved. With ``count_moved=False`` it is one UPDATE
+    (the stamp and the state together) and returns how many rows it touched, stamp or state."""
     if not recall_consignee_ids:
         return 0
     if state == ConsigneeState.unreachable:
@@ -501,6 +507,21 @@ async def advance_in_store(
     else:
         below = [*_LADDER[: _LADDER.index(state)], ConsigneeState.unreachable]
     stamp = _STAMP.get(state)
+    if stamp and not count_moved:
+        column = getattr(RecallConsignee, stamp)
+        climbs = RecallConsignee.state.in_(below)
+        res = await session.execute(
+            update(RecallConsignee)
+            .where(RecallConsignee.id.in_(recall_consignee_ids), climbs | column.is_(None))
+            .values(
+                {
+                    "state": case((climbs, state), else_=RecallConsignee.state),
+                    stamp: func.coalesce(column, at),
+                }
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return res.rowcount or 0
     if stamp:
         column = getattr(RecallConsignee, stamp)
         await session.execute(
@@ -520,7 +541,10 @@ async def advance_in_store(
 
 def ensure_open(recall: Recall) -> None:
     """Refuse inbound acknowledgements for a closed or cancelled recall."""
-    if recall.status in CLOSED_STATES:
-        raise Conflict(
-            f"recall {recall.reference} is {recall.status.value}; nothing more is recorded", field="recall"
-        )
+    refuse_if_closed(recall.status, recall.reference)
+
+
+def refuse_if_closed(status: RecallStatus, reference: str) -> None:
+    """:func:`ensure_open` for a recall read as its status and reference."""
+    if status in CLOSED_STATES:
+        raise Conflict(f"recall {reference} is {status.value}; nothing more is recorded", field="recall")

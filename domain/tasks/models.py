@@ -1,12 +1,13 @@
-"""Tables for tasks and electronic signatures."""
+"""Tables for tasks, electronic signatures, out-of-office deputies and the reminder digests sent."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Index, Integer, String, Text
+from sqlalchemy import JSON, CheckConstraint, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from domain.audit import Audited
 from domain.models import Base, BigId, UtcDateTime, _enum, utcnow
 from domain.tasks.payloads import SignatureMeaning, TaskStatus
 
@@ -42,6 +43,12 @@ class Task(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     completed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Who holds it: claimed (or delegated) when; a delegation's author and reason (also in the audit
+    # trail); the person it was meant for when it went to their out-of-office deputy instead.
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    delegated_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    delegation_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    deputy_for: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Signature(Base):
@@ -61,3 +68,46 @@ class Signature(Base):
     auth_method: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     task_id: Mapped[int | None] = mapped_column(BigId, nullable=True, unique=True)
+
+
+class Absence(Audited, Base):
+    """Out of office: from ``starts_at`` until ``ends_at`` tasks meant for ``username`` go to ``deputy``,
+    who also sees (and may sign, with their own signature) the tasks already assigned to them."""
+
+    __tablename__ = "task_absences"
+    __audit_type__ = "task_absence"
+    __audit_reason__ = "reason"
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="period"),
+        CheckConstraint("deputy <> username", name="not_self"),
+        Index("ix_task_absences_user", "username", "ends_at"),
+        Index("ix_task_absences_deputy", "deputy", "ends_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    deputy: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class Digest(Base):
+    """One reminder digest: one person, one period (unique), the tasks it listed, whether it went out."""
+
+    __tablename__ = "task_digests"
+    __table_args__ = (UniqueConstraint("username", "period_start"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    period_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    email: Mapped[str] = mapped_column(String(255))
+    task_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    overdue: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="planned")  # planned | sent | failed
+    message_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -30,6 +30,11 @@ class SignatureMeaning(StrEnum):
     overridden = "overridden"
 
 
+# Set in a task's details by the one sign-off mechanism (workflows/signoff.py): the task is decided by a
+# signature through ``POST /api/tasks/{id}/sign`` (other tasks are done on their record's own pages).
+SIGN_OFF = "sign_off"
+
+
 class TaskSpec(BaseModel):
     """A task a workflow opens for people holding one of ``candidate_roles``."""
 
@@ -99,3 +104,34 @@ class Nudge(BaseModel):
     action: str
     to_roles: list[str] = Field(default_factory=list)
     step: int = 0
+
+
+class DigestStart(BaseModel):
+    """What the reminder-digest workflow runs by; None: the period from ``domain.policy.escalation``."""
+
+    every_seconds: float | None = None
+    offset_seconds: float = 0.0
+    rounds_per_run: int = 30  # then continue as new: the history stays short however long it runs
+
+
+class DigestPlan(BaseModel):
+    """The digest period: boundaries every ``every_seconds``, ``offset_seconds`` after UTC-epoch multiples."""
+
+    every_seconds: float
+    offset_seconds: float = 0.0
+
+
+class DigestRound(BaseModel):
+    """Send the digests of the period that starts at ``period_start`` (idempotent per person and period)."""
+
+    period_start: datetime
+
+
+class DigestReport(BaseModel):
+    """What a digest round did."""
+
+    period_start: datetime
+    people: int = 0
+    sent: int = 0
+    already_sent: int = 0
+    failed: list[str] = Field(default_factory=list)

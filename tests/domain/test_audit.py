@@ -9,7 +9,7 @@ import json
 from contextlib import asynccontextmanager
 
 import pytest
-from sqlalchemy import Integer, String, delete, insert, select, text, update
+from sqlalchemy import Integer, String, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -420,5 +420,31 @@ async def test_rows_loaded_around_the_session_are_recorded_by_the_loader_with_re
         ("create", "import:products.csv", [None, "K0"]),
         ("create", "import:products.csv", [None, "K1"]),
     ]
+    async with store.sessions() as s:
+        assert (await verify_chain(s)).ok
+
+
+async def test_entries_are_chained_at_commit_and_a_rolled_back_savepoint_takes_its_own_with_it(store):
+    lot_id = await _lot_with_history(store, updates=0)  # 2 entries
+    async with store.sessions() as s, s.begin():
+        lot = await s.get(Lot, lot_id)
+        lot.quantity = 20
+        await s.flush()
+        with pytest.raises(RuntimeError):
+            async with s.begin_nested():
+                lot.quantity = 30
+                await s.flush()
+                raise RuntimeError("rolled back to the savepoint")
+        async with s.begin_nested():
+            lot.quantity = 40
+        # Collected, not yet chained: the trail's lock is taken by the commit, not by the work.
+        assert await s.scalar(select(func.count()).select_from(AuditEntry)) == 2
+    async with store.sessions() as s:
+        async with s.begin():
+            (await s.get(Lot, lot_id)).quantity = 50
+            await s.begin_nested()  # left open: the transaction's commit releases it
+            (await s.get(Lot, lot_id)).quantity = 60
+    updates = [c["quantity"] for action, _actor, c in await _trail(store, "lot", lot_id) if action == "update"]
+    assert updates == [[10, 20], [20, 40], [40, 50], [50, 60]]
     async with store.sessions() as s:
         assert (await verify_chain(s)).ok

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import asyncio
+
+from sqlalchemy import func, select, update
 
 from domain.models import Shipment, ShipmentLine
 from domain.recalls import service as recalls
@@ -74,3 +76,32 @@ async def test_a_receipt_that_overtakes_the_send_record_is_applied_later(store):
             )
             == 0
         )
+
+
+async def test_a_receipt_committed_while_the_sender_records_its_message_is_applied(store):
+    """The race a fast provider runs: its callback is stored (not yet committed) while the sending round
+    records the message id; whichever commits second must see the other, or the notice stays 'sent'."""
+    async with store.sessions() as s, s.begin():
+        notice_id = (await _one_notice(s)).id
+    async with store.sessions() as provider, store.sessions() as sender:
+        await provider.begin()
+        await record_receipt(provider, provider_id="SM2", status="delivered")  # the notice is not recorded
+
+        async def record_the_send() -> int:
+            async with sender.begin():
+                await sender.execute(
+                    update(Notice)
+                    .where(Notice.id == notice_id)
+                    .values(state=NoticeState.sent, provider_id="SM2")
+                    .execution_options(synchronize_session=False)
+                )
+                return await apply_receipts(sender, provider_ids=["SM2"])
+
+        sending = asyncio.ensure_future(record_the_send())
+        await asyncio.sleep(0.5)
+        assert not sending.done()  # it waits for the receipt's transaction to end...
+        await provider.commit()
+        assert await sending == 1  # ...and then sees the receipt
+    async with store.sessions() as s:
+        assert (await s.get(Notice, notice_id)).state == NoticeState.delivered
+        assert await s.scalar(select(func.count()).where(DeliveryReceipt.applied.is_(False))) == 0

@@ -47,13 +47,14 @@ async def start_and_approve(stack, level: int = 2) -> dict:
         )
         assert r.status_code == 200, r.text
 
-    async def texts_out(s):
+    async def all_out(s):
+        # Texts and mails go out concurrently: wait for both channels, not whichever is first.
         n = await s.scalar(
             select(func.count()).select_from(DevSmsMessage).where(DevSmsMessage.direction == "outbound-api")
         )
-        return n == 3
+        return n == 3 and len(notice_mails(stack)) == 3
 
-    await wait_for(texts_out, stack)
+    await wait_for(all_out, stack)
     return created
 
 

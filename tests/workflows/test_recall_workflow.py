@@ -4,7 +4,7 @@ steps at times derived from the deadline, report cadence, completion and closure
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -336,6 +336,68 @@ async def test_widening_the_scope_notifies_only_the_new_consignees(recall_stack)
         new = list(await s.scalars(select(Notice).where(Notice.consignee_id == h4_id)))
         assert {n.channel.value for n in new} == {"email", "sms"} and {n.attempt for n in new} == {1}
         assert [h.reference for h in await active_holds(s, world.finished[1])] == [f"recall-{created['id']}"]
+
+
+async def test_widening_a_us_recall_opens_an_806_amendment_due_10_working_days_later(recall_stack):
+    from domain.policy.calendars import working_day_deadline
+    from domain.tasks.models import Task
+
+    stack = recall_stack
+    world = await build_world(stack.sessions)
+    async with httpx.AsyncClient(base_url=stack.base_url) as http:
+        r = await http.post(
+            "/api/recalls",
+            json={
+                "suspects": [{"product_code": "PUMP", "lot_number": "P-100"}],
+                "reason": "Seal may leak",
+                "hazard": "Leak can delay infusion therapy",
+                "fda_class": "II",
+                "jurisdictions": ["US"],
+            },
+            headers=token(stack, "qa1", Role.qa),
+        )
+        assert r.status_code == 201, r.text
+        created = r.json()
+        handle = stack.client.get_workflow_handle(created["workflow_id"])
+        task = await approval_task(stack, created["id"])
+        await handle.execute_update(
+            "sign_off", signoff(task.id, "mgr1", "qa_manager"), result_type=SignOffResult
+        )
+
+        async def notified(s):
+            return await s.scalar(select(func.count()).select_from(Notice)) > 0
+
+        await wait_for(notified, stack)
+        r = await http.post(
+            f"/api/recalls/{created['id']}/scope",
+            headers=token(stack, "qa1", Role.qa),
+            json={"suspects": [{"product_code": "PUMP", "lot_number": "P-101"}], "reason": "also"},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["added_lots"] == ["PUMP/P-101"] and world.finished
+
+    async def amendment(s):
+        return await s.scalar(
+            select(Task).where(Task.record_id == created["id"], Task.kind == "file:us.806_amendment.v2")
+        )
+
+    task = await wait_for(amendment, stack)
+    assert task.candidate_roles == ["regulatory"] and "806" in task.title
+    async with stack.sessions() as s:
+        recall = await s.get(Recall, created["id"])
+        deadlines = {d["key"]: d for d in recall.deadlines}
+        drafts = await s.scalar(
+            select(func.count())
+            .select_from(RecallReport)
+            .where(RecallReport.recall_id == created["id"], RecallReport.kind == "us_806")
+        )
+    # Due at the end of the 10th US working day after the widening (the workflow's clock).
+    widened_at = (await handle.describe()).start_time  # a lower bound; the widening came after
+    assert datetime.fromisoformat(deadlines["us.806_amendment.v2"]["due_at"]) == task.due_at
+    assert task.due_at >= working_day_deadline(widened_at, 10, "US").due_at
+    assert task.due_at <= working_day_deadline(widened_at + timedelta(days=1), 10, "US").due_at
+    assert "us.806_report" in deadlines  # the original report's deadline stays
+    assert drafts == 2  # the 806 report drafted again over the widened scope
 
 
 async def test_eu_fsca_gate_holds_notices_until_reported(recall_stack):
