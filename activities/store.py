@@ -13,7 +13,7 @@ from domain.db import transaction
 from domain.models import Consignee
 from domain.policy import escalation
 from domain.policy.recall import amendment_due, recall_schedule
-from domain.policy.schedule import RecallPolicyInput, RecallSchedule
+from domain.policy.schedule import Deadline, RecallPolicyInput, RecallSchedule
 from domain.recalls import service as recalls
 from domain.recalls.models import Recall, RecallConsignee
 from domain.recalls.payloads import (
@@ -58,6 +58,27 @@ def schedule_for(recall: Recall, decided_at: datetime) -> RecallSchedule:
     )
 
 
+async def _open_filing(s: AsyncSession, recall: Recall, dl: Deadline, what: str, **details: object) -> None:
+    """The regulatory affairs task of filing what ``dl`` asks by its time (reported done with its receipt
+    number through ``POST /api/tasks/{id}/complete``, which is what the deadline is judged by)."""
+    await tasks.open_task(
+        s,
+        spec=TaskSpec(
+            process="recall",
+            kind=f"file:{dl.key}",
+            title=f"{recall.reference}: {what} (due {dl.due_at:%Y-%m-%d %H:%M} UTC)",
+            record_type="recall",
+            record_id=recall.id,
+            candidate_roles=["regulatory"],
+            due_at=dl.due_at,
+            priority=1,
+            workflow_id=recall.workflow_id,
+            business_key=f"recall-{recall.id}-{dl.key}",
+            details={"source": dl.source, "rule": dl.rule, **details},
+        ),
+    )
+
+
 class RecallStore:
     """Recall activities bound to the store at worker start."""
 
@@ -98,22 +119,7 @@ class RecallStore:
             recall.deadlines = [dl.model_dump(mode="json") for dl in sched.deadlines]
             for dl in sched.deadlines:
                 if dl.kind in ("report", "gate") and dl.key != "eu.fsca_report_before_fsn":
-                    await tasks.open_task(
-                        s,
-                        spec=TaskSpec(
-                            process="recall",
-                            kind=f"file:{dl.key}",
-                            title=f"{recall.reference}: file {dl.key} (due {dl.due_at:%Y-%m-%d %H:%M} UTC)",
-                            record_type="recall",
-                            record_id=recall.id,
-                            candidate_roles=["regulatory"],
-                            due_at=dl.due_at,
-                            priority=1,
-                            workflow_id=recall.workflow_id,
-                            business_key=f"recall-{recall.id}-{dl.key}",
-                            details={"source": dl.source, "rule": dl.rule},
-                        ),
-                    )
+                    await _open_filing(s, recall, dl, f"file {dl.key}")
             if "CN" in recall.jurisdictions and recall.nmpa_level:
                 where = PUBLICATION[recall.nmpa_level]
                 await tasks.open_task(
@@ -167,22 +173,8 @@ class RecallStore:
             dl = due.model_copy(update={"key": f"{due.key}.v{w.version}"})
             if all(d.get("key") != dl.key for d in recall.deadlines):
                 recall.deadlines = [*recall.deadlines, dl.model_dump(mode="json")]
-            await tasks.open_task(
-                s,
-                spec=TaskSpec(
-                    process="recall",
-                    kind=f"file:{dl.key}",
-                    title=f"{recall.reference}: amend the 806 report for scope v{w.version} "
-                    f"(due {dl.due_at:%Y-%m-%d %H:%M} UTC)",
-                    record_type="recall",
-                    record_id=recall.id,
-                    candidate_roles=["regulatory"],
-                    due_at=dl.due_at,
-                    priority=1,
-                    workflow_id=recall.workflow_id,
-                    business_key=f"recall-{recall.id}-{dl.key}",
-                    details={"source": dl.source, "rule": dl.rule, "scope_version": w.version},
-                ),
+            await _open_filing(
+                s, recall, dl, f"amend the 806 report for scope v{w.version}", scope_version=w.version
             )
             return [PlannedDeadline(key=dl.key, due_at=dl.due_at, kind=dl.kind, rule=dl.rule)]
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from domain.enums import Role
 from domain.tasks.models import Signature, Task
 from tests.workflows.conftest import PASSWORD, build_world, wait_for
-from tests.workflows.test_recall_workflow import approval_task, token
+from tests.workflows.test_recall_workflow import approval_task, post_recall, token
 
 pytestmark = pytest.mark.temporal
 
@@ -21,20 +21,8 @@ async def test_a_filing_reported_done_meets_its_deadline_once_and_bad_reports_ch
     stack = recall_stack
     await build_world(stack.sessions)
     reg = token(stack, "reg1", Role.regulatory)
+    rid = (await post_recall(stack, us=True))["id"]
     async with httpx.AsyncClient(base_url=stack.base_url) as http:
-        r = await http.post(
-            "/api/recalls",
-            json={
-                "suspects": [{"product_code": "RESIN", "lot_number": "R-001"}],
-                "reason": "Seal may leak",
-                "hazard": "Leak can delay infusion therapy",
-                "fda_class": "II",
-                "jurisdictions": ["US"],
-            },
-            headers=token(stack, "qa1", Role.qa),
-        )
-        assert r.status_code == 201, r.text
-        rid = r.json()["id"]
         approval = await approval_task(stack, rid)
         r = await http.post(
             f"/api/tasks/{approval.id}/sign",

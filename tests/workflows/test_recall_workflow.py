@@ -42,8 +42,16 @@ def token(stack, username: str, *roles: Role) -> dict[str, str]:
 
 
 async def post_recall(
-    stack, *, level: int = 3, lot: str = "R-001", product: str = "RESIN", by: tuple = ("qa1", Role.qa)
+    stack,
+    *,
+    level: int = 3,
+    lot: str = "R-001",
+    product: str = "RESIN",
+    by: tuple = ("qa1", Role.qa),
+    us: bool = False,
 ) -> dict:
+    """A recall through the API: CN at ``level``, or with ``us`` a US recall of proposed class II."""
+    grading = {"fda_class": "II", "jurisdictions": ["US"]} if us else {"nmpa_level": level}
     async with httpx.AsyncClient(base_url=stack.base_url) as http:
         r = await http.post(
             "/api/recalls",
@@ -51,8 +59,8 @@ async def post_recall(
                 "suspects": [{"product_code": product, "lot_number": lot}],
                 "reason": "Seal may leak",
                 "hazard": "Leak can delay infusion therapy",
-                "nmpa_level": level,
-            },
+            }
+            | grading,
             headers=token(stack, *by),
         )
     assert r.status_code == 201, r.text
@@ -344,20 +352,8 @@ async def test_widening_a_us_recall_opens_an_806_amendment_due_10_working_days_l
 
     stack = recall_stack
     world = await build_world(stack.sessions)
+    created = await post_recall(stack, product="PUMP", lot="P-100", us=True)
     async with httpx.AsyncClient(base_url=stack.base_url) as http:
-        r = await http.post(
-            "/api/recalls",
-            json={
-                "suspects": [{"product_code": "PUMP", "lot_number": "P-100"}],
-                "reason": "Seal may leak",
-                "hazard": "Leak can delay infusion therapy",
-                "fda_class": "II",
-                "jurisdictions": ["US"],
-            },
-            headers=token(stack, "qa1", Role.qa),
-        )
-        assert r.status_code == 201, r.text
-        created = r.json()
         handle = stack.client.get_workflow_handle(created["workflow_id"])
         task = await approval_task(stack, created["id"])
         await handle.execute_update(
