@@ -251,7 +251,11 @@ class ChangeControlWorkflow:
         if c.change_task_id in self._completing:
             raise ValueError(f"task {c.change_task_id} is being completed")
         assert self._plan is not None
-        if c.username != task.owner and not set(c.roles) & set(self._plan.task_manager_roles):
+        if (
+            c.username != task.owner
+            and task.owner not in c.deputy_for
+            and not set(c.roles) & set(self._plan.task_manager_roles)
+        ):
             raise ValueError(
                 f"task {c.change_task_id} belongs to {task.owner}; only they or the role "
                 f"{' or '.join(self._plan.task_manager_roles)} may report it done"

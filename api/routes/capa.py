@@ -40,7 +40,7 @@ from domain.enums import Role
 from domain.recalls.service import get_recall
 from domain.tasks.models import Task
 from domain.tasks.payloads import TaskStatus
-from domain.tasks.service import signatures_for
+from domain.tasks.service import deputising_for, signatures_for
 from lotline.settings import Settings
 
 router = APIRouter(tags=["capa"])
@@ -268,9 +268,13 @@ async def get_capa(capa_id: int, session: SessionDep) -> CapaPublic:
     return await _public(session, capa_id)
 
 
-def _owner_or_qa(user: Principal, owner: str, what: str) -> None:
-    if user.username != owner and not user.has_any(QA_ROLES):
-        raise _forbidden(f"{what} is for its owner ({owner}) or the role qa or qa_manager")
+async def _owner_or_qa(session: AsyncSession, user: Principal, owner: str, what: str) -> None:
+    """The owner, their deputy while they are out of office, or QA."""
+    if user.username == owner or user.has_any(QA_ROLES):
+        return
+    if owner in await deputising_for(session, username=user.username):
+        return
+    raise _forbidden(f"{what} is for its owner ({owner}), their deputy, or the role qa or qa_manager")
 
 
 @router.post("/api/capas/{capa_id}/investigation", response_model=CapaPublic, dependencies=[Depends(WORKERS)])
@@ -279,7 +283,7 @@ async def record_investigation(
 ) -> CapaPublic:
     """Record the investigation method and root causes (the CAPA's owner, or QA)."""
     capa = await capas.get_capa(session, capa_id)
-    _owner_or_qa(user, capa.owner, "the investigation")
+    await _owner_or_qa(session, user, capa.owner, "the investigation")
     await capas.record_investigation(
         session,
         capa_id=capa_id,
@@ -299,7 +303,7 @@ async def propose_action_plan(
 ) -> CapaPublic:
     """Propose the action plan (the CAPA's owner, or QA); it goes to the QA manager for approval."""
     capa = await capas.get_capa(session, capa_id)
-    _owner_or_qa(user, capa.owner, "the action plan")
+    await _owner_or_qa(session, user, capa.owner, "the action plan")
     await capas.propose_action_plan(
         session,
         capa_id=capa_id,
@@ -329,7 +333,7 @@ async def complete_action(
     capa = await capas.get_capa(session, capa_id)
     action = await session.get(CapaAction, action_id)
     if action is not None and action.capa_id == capa.id:
-        _owner_or_qa(user, action.owner, "completing this action")
+        await _owner_or_qa(session, user, action.owner, "completing this action")
     await capas.complete_action(
         session, capa_id=capa_id, action_id=action_id, evidence=body.evidence, by=user.username
     )

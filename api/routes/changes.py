@@ -62,7 +62,7 @@ from domain.errors import NotFound
 from domain.models import Lot, Product
 from domain.tasks.models import Task
 from domain.tasks.payloads import SignatureMeaning, SignOff, SignOffResult, TaskStatus
-from domain.tasks.service import get_task, signatures_for
+from domain.tasks.service import deputising_for, get_task, signatures_for
 
 router = APIRouter(tags=["changes"])
 
@@ -377,7 +377,8 @@ async def submit_impact(
 async def complete_task(
     change_id: int, task_id: int, body: TaskDone, session: SessionDep, client: TemporalDep, user: CurrentUser
 ) -> dict:
-    """Report an implementation task done (its owner, or a task manager on their behalf)."""
+    """Report an implementation task done (its owner or their out-of-office deputy, or a task manager on
+    their behalf)."""
     change = await changes.get_change(session, change_id)
     await changes.get_change_task(session, change_id=change_id, change_task_id=task_id)
     await session.commit()
@@ -391,6 +392,7 @@ async def complete_task(
             username=user.username,
             roles=[r.value for r in user.roles],
             note=body.note,
+            deputy_for=await deputising_for(session, username=user.username),
         ),
         int,
     )

@@ -252,6 +252,10 @@ class TaskCompletion(BaseModel):
     username: str
     roles: list[str]
     note: str = ""
+    deputy_for: list[str] = Field(
+        default_factory=list,
+        description="whom the person stands in for now (out of office)",
+    )
 
 
 class Rework(BaseModel):

@@ -377,6 +377,29 @@ async def test_parallel_actions_the_workflow_proceeds_only_when_all_are_done(rec
     assert capa.effectiveness_due_at is not None
 
 
+async def test_an_owner_out_of_office_has_their_deputy_complete_their_action(recall_stack):
+    stack = recall_stack
+    await add_people(stack)
+    created = await to_implementation(stack, [action(owner="prod1")])
+    cid = created["id"]
+    [a1] = await action_ids(stack, cid)
+    refused = await complete(stack, cid, a1, PROD2)  # not yet their deputy
+    assert refused.status_code == 403 and "deputy" in refused.json()["detail"][0]["reason"]
+    now = datetime.now(UTC)
+    r = await call(
+        stack,
+        "POST",
+        "/api/tasks/out-of-office",
+        PROD1,
+        {"deputy": "prod2", "starts_at": now.isoformat(), "ends_at": (now + timedelta(days=7)).isoformat()},
+    )
+    assert r.status_code == 201, r.text
+    assert (await complete(stack, cid, a1, PROD2)).status_code == 200
+    async with stack.sessions() as s:
+        done = await s.get(CapaAction, a1)
+    assert done.completed_by == "prod2"  # done by the deputy, under their own name
+
+
 async def test_overdue_actions_are_escalated_in_one_batch_per_step(recall_stack, time_env):
     stack = recall_stack
     await add_people(stack)

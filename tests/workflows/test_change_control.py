@@ -279,7 +279,21 @@ async def test_parallel_approvals_by_role_then_implementation_verification_and_c
         stack, "POST", f"/api/changes/{cid}/tasks/{impl[0].id}/complete", "prod1", json={"note": "done"}
     )
     assert r.status_code == 200 and r.json()["remaining"] == 1, r.text
-    r = await call(stack, "POST", f"/api/changes/{cid}/tasks/{impl[1].id}/complete", "qa2", json={})
+    # qa2 is out of office: reg1, their deputy, finishes their task (refused just before, as above).
+    now = datetime.now(UTC)
+    r = await call(
+        stack,
+        "POST",
+        "/api/tasks/out-of-office",
+        "qa2",
+        json={
+            "deputy": "reg1",
+            "starts_at": now.isoformat(),
+            "ends_at": (now + timedelta(days=3)).isoformat(),
+        },
+    )
+    assert r.status_code == 201, r.text
+    r = await call(stack, "POST", f"/api/changes/{cid}/tasks/{impl[1].id}/complete", "reg1", json={})
     assert r.status_code == 200 and r.json()["remaining"] == 0, r.text
 
     verify = await verifying(stack, handle, cid)
