@@ -54,6 +54,8 @@ def schedule_for(recall: Recall, decided_at: datetime) -> RecallSchedule:
             cn_level=recall.nmpa_level,
             fda_class=recall.fda_class_proposed,
             jurisdictions=list(recall.jurisdictions),
+            eu_incident=recall.eu_incident,
+            eu_aware_at=recall.eu_aware_at,
         )
     )
 

@@ -34,6 +34,17 @@ class RecallCreate(BaseModel):
     nmpa_level: int | None = Field(default=None, description="NMPA level 1, 2 or 3 (required for CN)")
     fda_class: Literal["I", "II", "III"] | None = None
     jurisdictions: list[Literal["CN", "US", "EU"]] = Field(default_factory=lambda: ["CN"], min_length=1)
+    eu_incident: (
+        Literal["public_health_threat", "death_or_serious_deterioration", "serious_incident"] | None
+    ) = Field(
+        default=None,
+        description="EU: the serious incident behind the FSCA; its report is due 2, 10 or 15 days after "
+        "awareness (MDR Art. 87) and it sets the recall's severity when no level or class does",
+    )
+    eu_aware_at: datetime | None = Field(
+        default=None,
+        description="EU: when the maker became aware of the incident (with a time zone); default now",
+    )
     depth: Literal["wholesale", "retail", "user"] = "user"
     required_actions: list[Literal["stop_use", "quarantine", "return", "correct", "destroy"]] = Field(
         default_factory=lambda: ["stop_use", "quarantine", "return"], min_length=1
@@ -57,6 +68,7 @@ class RecallListItem(BaseModel):
     status: str
     nmpa_level: int | None
     fda_class: str | None
+    eu_incident: str | None = None
     jurisdictions: list[str]
     initiated_by: str
     initiated_at: datetime

@@ -55,6 +55,8 @@ __all__ = [
     "CN_SUMMARY",
     "EU_FSCA_BEFORE_FSN",
     "EU_FSN_COMMENT_PERIOD",
+    "EU_INCIDENT_REPORT",
+    "EU_INCIDENT_SEVERITY",
     "FOLLOW_UP_LADDER",
     "NOTIFY_WINDOW",
     "PROGRESS_REPORT_EVERY",
@@ -197,6 +199,34 @@ EU_FSN_COMMENT_PERIOD: Final = PolicyRule(
     f"{EU_MDR_FSCA}: draft FSN submitted for comment; 48 h / 2 working days per MEDDEV 2.12/1 rev. 8 (S)",
 )
 
+EU_MDR_VIGILANCE: Final = "Regulation (EU) 2017/745 (MDR) Art. 87(3), (4) and (5)"
+EU_INCIDENT_REPORT: Final[dict[str, PolicyRule]] = {
+    "public_health_threat": PolicyRule(
+        2,
+        "Report a serious public health threat to the competent authority immediately, and no later than "
+        "2 days after becoming aware of it (calendar days)",
+        f"{EU_MDR_VIGILANCE}: serious public health threat, 2 days from awareness (R)",
+    ),
+    "death_or_serious_deterioration": PolicyRule(
+        10,
+        "Report a death or an unanticipated serious deterioration in a person's state of health "
+        "immediately, and no later than 10 days after becoming aware of it (calendar days)",
+        f"{EU_MDR_VIGILANCE}: death or unanticipated serious deterioration, 10 days from awareness (R)",
+    ),
+    "serious_incident": PolicyRule(
+        15,
+        "Report any other serious incident immediately, and no later than 15 days after becoming aware of "
+        "it (calendar days)",
+        f"{EU_MDR_VIGILANCE}: serious incident, 15 days from awareness (R)",
+    ),
+}
+# How severe each category makes the recall (1 = most), when no NMPA level or FDA class says so.
+EU_INCIDENT_SEVERITY: Final[dict[str, int]] = {
+    "public_health_threat": 1,
+    "death_or_serious_deterioration": 1,
+    "serious_incident": 2,
+}
+
 # --- Company defaults that scale with severity (1 = most severe) -----------------------------------
 # Progress reports: the recall plan sets the cadence (S); no per-level cadence is fixed for devices
 # (the 1/3/7-day cadence is the drug rule), so this is a default for the plan field.
@@ -247,6 +277,8 @@ class _Checked:
     jurisdictions: list[Jurisdiction]
     cn_level: int | None
     fda_severity: int | None
+    eu_incident: str | None
+    eu_aware_at: datetime
     severity: int
     correction_started_at: datetime
     overrides: _Overrides
@@ -264,10 +296,12 @@ def recall_schedule(policy: RecallPolicyInput) -> RecallSchedule:
     if "CN" in c.jurisdictions:
         assert c.cn_level is not None  # _check requires it
         notify.append(_notify_deadline(c.decision_at, "CN", c.cn_level))
-    # The company default applies where no CN rule does, and also alongside it when an FDA class is
-    # given: the earliest window wins, so a class I recall is never notified on a level 3 timetable.
-    if c.fda_severity is not None or "CN" not in c.jurisdictions:
-        notify.append(_notify_deadline(c.decision_at, "company", c.fda_severity or c.severity))
+    # The company default applies where no CN rule does, and also alongside it when an FDA class or an
+    # EU incident category is given: the earliest window wins, so a class I recall (or a public health
+    # threat) is never notified on a level 3 timetable.
+    abroad = [x for x in (c.fda_severity, EU_INCIDENT_SEVERITY.get(c.eu_incident or "")) if x is not None]
+    if abroad or "CN" not in c.jurisdictions:
+        notify.append(_notify_deadline(c.decision_at, "company", min(abroad) if abroad else c.severity))
     deadlines.extend(notify)
     notify_deadline = min(d.due_at for d in notify)
 
@@ -316,6 +350,17 @@ def recall_schedule(policy: RecallPolicyInput) -> RecallSchedule:
             rule=f"{EU_FSCA_BEFORE_FSN.rule}. {EU_FSN_COMMENT_PERIOD.rule}",
             source=f"{EU_FSCA_BEFORE_FSN.source}; {EU_FSN_COMMENT_PERIOD.source}",
         )
+        if c.eu_incident is not None:
+            rule = EU_INCIDENT_REPORT[c.eu_incident]
+            deadlines.append(
+                _deadline(
+                    "eu.serious_incident_report",
+                    "report",
+                    "EU",
+                    c.eu_aware_at + timedelta(days=_n(rule)),
+                    rule,
+                )
+            )
         comment_end = fsn_comment_period_end(c.decision_at)
         if comment_end.due_at > notify_deadline:
             warnings.append(
@@ -433,12 +478,31 @@ def _check(policy: RecallPolicyInput) -> _Checked:
             )
         fda_severity = _FDA_CLASSES[fda_class]
 
-    given = [s for s in (cn_level, fda_severity) if s is not None]
-    if not given:
-        field = "fda_class" if "US" in jurisdictions else "nmpa_level"
+    eu_incident = policy.eu_incident
+    if eu_incident is not None and eu_incident not in EU_INCIDENT_REPORT:
         raise InvalidInput(
-            "give the NMPA level (1-3) or the FDA class (I-III, the proposed class until FDA assigns one): "
-            "the notification deadline and escalations are scaled to it",
+            f"the EU incident category is one of {', '.join(EU_INCIDENT_REPORT)}, not {eu_incident!r}",
+            field="eu_incident",
+        )
+    if eu_incident is not None and "EU" not in jurisdictions:
+        raise InvalidInput(
+            "an EU incident category needs the EU among the jurisdictions", field="eu_incident"
+        )
+    eu_aware_at = decision_at
+    if policy.eu_aware_at is not None:
+        eu_aware_at = _aware(policy.eu_aware_at, "eu_aware_at")
+        if eu_aware_at > decision_at:
+            raise InvalidInput("awareness cannot come after the decision", field="eu_aware_at")
+
+    eu_severity = EU_INCIDENT_SEVERITY.get(eu_incident) if eu_incident else None
+    given = [s for s in (cn_level, fda_severity, eu_severity) if s is not None]
+    if not given:
+        field = (
+            "fda_class" if "US" in jurisdictions else "eu_incident" if "EU" in jurisdictions else "nmpa_level"
+        )
+        raise InvalidInput(
+            "give the NMPA level (1-3), the FDA class (I-III, the proposed class until FDA assigns one) or "
+            "the EU incident category: the notification deadline and escalations are scaled to it",
             field=field,
         )
 
@@ -451,6 +515,8 @@ def _check(policy: RecallPolicyInput) -> _Checked:
         jurisdictions=jurisdictions,
         cn_level=cn_level,
         fda_severity=fda_severity,
+        eu_incident=eu_incident,
+        eu_aware_at=eu_aware_at,
         severity=min(given),
         correction_started_at=correction_started_at,
         overrides=_overrides(policy.overrides),

@@ -48,6 +48,15 @@ class RecallPolicyInput(BaseModel):
         default=None,
         description="US 806 clock start: when the correction or removal began; default decision_at",
     )
+    eu_incident: str | None = Field(
+        default=None,
+        description="EU serious incident category behind the FSCA: public_health_threat, "
+        "death_or_serious_deterioration or serious_incident (MDR Art. 87: 2, 10 or 15 days)",
+    )
+    eu_aware_at: datetime | None = Field(
+        default=None,
+        description="EU vigilance clock start: when the manufacturer became aware; default decision_at",
+    )
     overrides: dict[str, Any] = Field(
         default_factory=dict,
         description="plan or setting overrides: progress_report_every, us_status_report_every (durations)",

@@ -37,6 +37,9 @@ class Recall(Base):
     nmpa_level: Mapped[int | None] = mapped_column(Integer, nullable=True)
     fda_class_proposed: Mapped[str | None] = mapped_column(String(3), nullable=True)
     fda_class_assigned: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    # EU vigilance: the serious incident category behind the FSCA and when the maker became aware of it.
+    eu_incident: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    eu_aware_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     jurisdictions: Mapped[list[str]] = mapped_column(JSON, default=list)
     depth: Mapped[str] = mapped_column(String(16), default="user")  # wholesale | retail | user
     required_actions: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -62,6 +62,8 @@ async def create_recall(
     required_actions: list[str],
     initiated_by: str,
     serials: dict[int, str] | None = None,
+    eu_incident: str | None = None,
+    eu_aware_at: datetime | None = None,
 ) -> Recall:
     """Create the recall record with its suspect lots; the workflow freezes the scope."""
     if not suspect_lot_ids:
@@ -86,7 +88,12 @@ async def create_recall(
     # The policy must be able to schedule this recall: refuse now (422) what it would refuse at approval.
     recall_schedule(
         RecallPolicyInput(
-            decision_at=_now(), cn_level=nmpa_level, fda_class=fda_class, jurisdictions=list(jurisdictions)
+            decision_at=_now(),
+            cn_level=nmpa_level,
+            fda_class=fda_class,
+            jurisdictions=list(jurisdictions),
+            eu_incident=eu_incident,
+            eu_aware_at=eu_aware_at,
         )
     )
     year = _now().year
@@ -98,6 +105,8 @@ async def create_recall(
         hazard=hazard.strip(),
         nmpa_level=nmpa_level,
         fda_class_proposed=fda_class,
+        eu_incident=eu_incident,
+        eu_aware_at=eu_aware_at,
         jurisdictions=list(dict.fromkeys(jurisdictions)),
         depth=depth,
         required_actions=required_actions,

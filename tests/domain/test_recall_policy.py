@@ -163,6 +163,47 @@ def test_eu_fsca_report_gates_the_field_safety_notice():
     assert s.warnings == []  # 7 days leave room for the 2-working-day comment period
 
 
+@pytest.mark.parametrize(
+    ("category", "days", "severity"),
+    [("public_health_threat", 2, 1), ("death_or_serious_deterioration", 10, 1), ("serious_incident", 15, 2)],
+)
+def test_eu_serious_incident_report_is_due_2_10_or_15_days_after_awareness(category, days, severity):
+    aware = DECISION - timedelta(days=1, hours=3)
+    s = schedule(jurisdictions=["EU"], eu_incident=category, eu_aware_at=aware)
+    report = s.deadline("eu.serious_incident_report")
+    assert report.kind == "report" and report.jurisdiction == "EU" and report.is_rule
+    assert report.due_at == aware + timedelta(days=days)  # calendar days, from awareness
+    assert "Art. 87" in report.source
+    # An EU-only recall needs no NMPA level or FDA class: the category sets its severity.
+    assert s.severity == severity
+    assert s.notify_deadline == DECISION + timedelta(days={1: 1, 2: 3}[severity])
+
+
+def test_eu_incident_clock_starts_at_the_decision_by_default_and_bad_input_names_its_field():
+    s = schedule(jurisdictions=["EU"], eu_incident="serious_incident")
+    assert s.deadline("eu.serious_incident_report").due_at == DECISION + timedelta(days=15)
+    for fields, field in (
+        ({"jurisdictions": ["EU"], "eu_incident": "minor"}, "eu_incident"),
+        ({"jurisdictions": ["CN"], "nmpa_level": 2, "eu_incident": "serious_incident"}, "eu_incident"),
+        (
+            {
+                "jurisdictions": ["EU"],
+                "eu_incident": "serious_incident",
+                "eu_aware_at": DECISION + timedelta(hours=1),
+            },
+            "eu_aware_at",
+        ),
+        (
+            {"jurisdictions": ["EU"], "eu_incident": "serious_incident", "eu_aware_at": datetime(2025, 9, 1)},
+            "eu_aware_at",
+        ),
+        ({"jurisdictions": ["EU"]}, "eu_incident"),  # nothing to scale the deadlines to
+    ):
+        with pytest.raises(InvalidInput) as err:
+            schedule(**fields)
+        assert err.value.field == field, fields
+
+
 def test_eu_level_1_warns_that_the_comment_period_does_not_fit():
     s = schedule(nmpa_level=1, jurisdictions=["CN", "EU"])
     assert any(w.startswith("eu_comment_period_exceeds_notify_window") for w in s.warnings)

@@ -4,7 +4,7 @@ steps at times derived from the deadline, report cadence, completion and closure
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -410,7 +410,8 @@ async def test_eu_fsca_gate_holds_notices_until_reported(recall_stack):
                 "jurisdictions": ["EU"],
             },
         )
-        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "nmpa_level"  # no severity given
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "eu_incident"  # no severity given
+        aware = datetime.now(UTC) - timedelta(days=2)
         r = await http.post(
             "/api/recalls",
             headers=token(stack, "qa1", Role.qa),
@@ -419,7 +420,8 @@ async def test_eu_fsca_gate_holds_notices_until_reported(recall_stack):
                 "reason": "Seal may leak",
                 "hazard": "Leak",
                 "jurisdictions": ["EU"],
-                "fda_class": "II",
+                "eu_incident": "serious_incident",
+                "eu_aware_at": aware.isoformat(),
             },
         )
     assert r.status_code == 201, r.text
@@ -427,6 +429,12 @@ async def test_eu_fsca_gate_holds_notices_until_reported(recall_stack):
     handle = stack.client.get_workflow_handle(created["workflow_id"])
     task = await approval_task(stack, created["id"])
     await handle.execute_update("sign_off", signoff(task.id, "mgr1", "qa_manager"), result_type=SignOffResult)
+
+    async def vigilance_filing(s):  # MDR Art. 87: the serious incident report, 15 days from awareness
+        return await s.scalar(select(Task).where(Task.kind == "file:eu.serious_incident_report"))
+
+    filing = await wait_for(vigilance_filing, stack)
+    assert filing.candidate_roles == ["regulatory"] and filing.due_at == aware + timedelta(days=15)
 
     async def gated(s):
         return await s.scalar(select(Task).where(Task.kind == "report_fsca"))
