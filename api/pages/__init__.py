@@ -8,7 +8,15 @@ page routers in :data:`ROUTERS`. Pages are Jinja2 templates under ``api/template
 from __future__ import annotations
 
 # Modules whose ``router`` is a page router, included in this order.
-ROUTERS = ("api.pages.login", "api.pages.inbox")
+ROUTERS = (
+    "api.pages.login",
+    "api.pages.inbox",
+    "api.pages.recalls",
+    "api.pages.trace",
+    "api.pages.capas",
+    "api.pages.changes",
+    "api.pages.releases",
+)
 
 
 def install(app, settings) -> None:

@@ -16,8 +16,8 @@ WIDTH = 640
 
 
 def _fmt_time(t: datetime, span_seconds: float) -> str:
-    """An axis label: the date, with the time when the chart spans less than three days."""
-    return t.strftime("%m-%d %H:%M") if span_seconds < 3 * 86400 else t.strftime("%Y-%m-%d")
+    """An axis label: the date, with the time when the chart spans less than a week."""
+    return t.strftime("%m-%d %H:%M") if span_seconds < 7 * 86400 else t.strftime("%Y-%m-%d")
 
 
 @dataclass
@@ -127,7 +127,7 @@ class Funnel:
 
 
 def funnel(stages: list[tuple[str, int]]) -> Funnel:
-    """Bars for ``stages`` ((key, count), the first being everyone), each as wide as its share of the first."""
+    """Bars for ``stages`` ((key, count), the first being everyone), as wide as their share of the first."""
     width, bar_h, gap = WIDTH, 30.0, 10.0
     area_left, area_w = 170.0, 360.0
     first = max(stages[0][1], 1) if stages else 1
@@ -146,3 +146,165 @@ def funnel(stages: list[tuple[str, int]]) -> Funnel:
             )
         )
     return Funnel(width=width, height=int(len(stages) * (bar_h + gap)), bar_h=bar_h, bars=bars)
+
+
+@dataclass
+class GraphNode:
+    """A box of the genealogy graph: one lot, or the lots of one product at one level."""
+
+    key: str
+    label: str
+    sub: str
+    depth: int
+    x: float
+    y: float
+    kind: str  # origin | lot | group
+    href: str
+    lots: int = 1
+
+
+@dataclass
+class GraphEdge:
+    """A link from the lot (or group) a lot was first reached through to that lot (or its group)."""
+
+    d: str
+    count: int
+    weight: float
+
+
+@dataclass
+class Graph:
+    """The genealogy drawn by level: columns of boxes, left to right, with the links between them."""
+
+    width: int
+    height: int
+    node_w: int
+    node_h: int
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    columns: list[tuple[float, int, int]]  # (x, depth, lots at that depth)
+    hidden_levels: int = 0
+
+
+NODE_W, NODE_H, COL_GAP, ROW_GAP, TOP = 156, 42, 48, 12, 30
+
+
+def _short(text: str, limit: int = 22) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def genealogy_graph(
+    lots: list, *, per_level: int, max_levels: int, lot_href, level_href, group_sub, others_label: str
+) -> Graph:
+    """Boxes and links of a traced genealogy (``TracedLot`` items with depth and path). A level with more
+    than ``per_level`` lots is drawn as one box per product (the largest first, the rest in one box), so
+    the drawing stays readable for a lot that reaches thousands; levels past ``max_levels`` are left to the
+    lists below it. Each lot is linked from the lot it was first reached through (its path's last step)."""
+    by_depth: dict[int, list] = {}
+    for lot in lots:
+        by_depth.setdefault(lot.depth, []).append(lot)
+    depths = sorted(by_depth)
+    shown = depths[:max_levels]
+    node_of: dict[str, str] = {}  # lot label -> node key
+    nodes: list[GraphNode] = []
+    columns = []
+    tallest = 1
+    for col, depth in enumerate(shown):
+        x = 10 + col * (NODE_W + COL_GAP)
+        level = by_depth[depth]
+        columns.append((x, depth, len(level)))
+        boxes: list[GraphNode] = []
+        if len(level) <= per_level:
+            for lot in level:
+                label = f"{lot.product_code}/{lot.lot_number}"
+                key = f"lot:{lot.lot_id}"
+                node_of[label] = key
+                boxes.append(
+                    GraphNode(
+                        key=key,
+                        label=_short(label),
+                        sub=_short(lot.product_name),
+                        depth=depth,
+                        x=x,
+                        y=0,
+                        kind="origin" if depth == 0 else "lot",
+                        href=lot_href(lot),
+                    )
+                )
+        else:
+            counts: dict[str, int] = {}
+            for lot in level:
+                counts[lot.product_code] = counts.get(lot.product_code, 0) + 1
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            named = dict(ranked[: per_level - 1]) if len(ranked) > per_level else dict(ranked)
+            others = sum(n for code, n in ranked if code not in named)
+            for code, n in sorted(named.items(), key=lambda kv: (-kv[1], kv[0])):
+                boxes.append(
+                    GraphNode(
+                        f"g:{depth}:{code}",
+                        _short(code),
+                        group_sub(n),
+                        depth,
+                        x,
+                        0,
+                        "group",
+                        level_href(depth),
+                        lots=n,
+                    )
+                )
+            if others:
+                boxes.append(
+                    GraphNode(
+                        f"g:{depth}:*",
+                        _short(others_label),
+                        group_sub(others),
+                        depth,
+                        x,
+                        0,
+                        "group",
+                        level_href(depth),
+                        lots=others,
+                    )
+                )
+            for lot in level:
+                code = lot.product_code if lot.product_code in named else "*"
+                node_of[f"{lot.product_code}/{lot.lot_number}"] = f"g:{depth}:{code}"
+        for i, box in enumerate(boxes):
+            box.y = TOP + i * (NODE_H + ROW_GAP)
+        tallest = max(tallest, len(boxes))
+        nodes.extend(boxes)
+    where = {n.key: n for n in nodes}
+    links: dict[tuple[str, str], int] = {}
+    for depth in shown[1:]:
+        for lot in by_depth[depth]:
+            if len(lot.path) < 2:
+                continue
+            parent = node_of.get(lot.path[-2])
+            child = node_of.get(f"{lot.product_code}/{lot.lot_number}")
+            if parent and child:
+                links[(parent, child)] = links.get((parent, child), 0) + 1
+    edges = []
+    for (a, b), n in sorted(links.items()):
+        p, c = where[a], where[b]
+        x1, y1 = p.x + NODE_W, p.y + NODE_H / 2
+        x2, y2 = c.x, c.y + NODE_H / 2
+        mx = (x1 + x2) / 2
+        edges.append(
+            GraphEdge(
+                d=f"M{x1},{y1} C{mx},{y1} {mx},{y2} {x2},{y2}",
+                count=n,
+                weight=round(1 + min(n, 1000) ** 0.35, 2),
+            )
+        )
+    width = 20 + len(shown) * (NODE_W + COL_GAP) - COL_GAP
+    height = TOP + tallest * (NODE_H + ROW_GAP)
+    return Graph(
+        width=max(width, NODE_W + 20),
+        height=height,
+        node_w=NODE_W,
+        node_h=NODE_H,
+        nodes=nodes,
+        edges=edges,
+        columns=columns,
+        hidden_levels=len(depths) - len(shown),
+    )

@@ -360,3 +360,16 @@ ZH_CN: dict[str, str] = {
     "field.reason": "理由",
     "field.decision": "决定",
 }
+
+
+def _merge(more_en: dict[str, str], more_zh: dict[str, str]) -> None:
+    """Add another module's wording; a message worded here already keeps its wording."""
+    for ours, theirs in ((EN, more_en), (ZH_CN, more_zh)):
+        for message, text in theirs.items():
+            ours.setdefault(message, text)
+
+
+# The dashboards', trace and quality-process pages' wording lives in its own module.
+from api.pages import wording as _wording  # noqa: E402
+
+_merge(_wording.EN, _wording.ZH_CN)

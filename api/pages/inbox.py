@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from api.deps import SessionDep, TemporalDep
 from api.pages.i18n import EN, translate
 from api.pages.records import load_record
+from api.pages.releases import sign_off_input
 from api.pages.render import flash, page_language, render
 from api.pages.routing import page_router, reasons_of
 from api.pages.security import CsrfChecked, require_page_roles
@@ -184,11 +185,13 @@ async def sign(
     form = await request.form()
     decision = str(form.get("decision") or "")
     values = {"reason": str(form.get("reason") or "")}
+    release, shown = sign_off_input(form)  # a lot release's disposition split and CAPA request
+    values.update(shown)
     errors: list[dict[str, Any]]
     status_code = 422
     try:
         body = SignRequest(
-            password=str(form.get("password") or ""), decision=decision, reason=values["reason"]
+            password=str(form.get("password") or ""), decision=decision, reason=values["reason"], **release
         )
         result = await tasks_api.sign_task(
             task_id=task_id, body=body, session=session, client=client, user=user

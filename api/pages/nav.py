@@ -6,7 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from api.pages.guards import route_guard
+from api.routes import capa as capa_api
+from api.routes import changes as changes_api
+from api.routes import quality as quality_api
+from api.routes import recalls as recalls_api
 from api.routes import tasks as tasks_api
+from api.routes import trace as trace_api
 from api.security import Principal
 
 
@@ -26,6 +32,11 @@ class NavItem:
 # In menu order. A new page area adds its entry here (or calls NAV.append from its module).
 NAV: list[NavItem] = [
     NavItem("/inbox", "Inbox", tasks_api.ANY_ROLE),
+    NavItem("/recalls", "Recalls", recalls_api.READERS),
+    NavItem("/trace", "Trace", route_guard(trace_api.router, "/api/trace")),
+    NavItem("/capas", "CAPA", capa_api.READERS),
+    NavItem("/changes", "Changes", changes_api.READERS),
+    NavItem("/releases", "Releases", quality_api.READERS),
 ]
 
 

@@ -22,8 +22,8 @@ from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import func, select
 
 from api.deps import SessionDep
-from api.pages.i18n import translate
 from api.pages.charts import curve_chart, funnel
+from api.pages.i18n import translate
 from api.pages.paging import pager, url_with
 from api.pages.render import page_language, render
 from api.pages.routing import page_router
@@ -73,7 +73,7 @@ async def recall_list(
     items = [
         {
             "recall": recalls_api._list_item(r),
-            "deadlines": recalls_api._deadlines(r),
+            "deadlines": await recalls_api._deadlines(session, r),
             "counts": counts.get(r.id, dashboard.RecallSummary()),
         }
         for r in rows
@@ -138,6 +138,7 @@ async def recall_dashboard(
             "ack_by_deadline": curve.at(notify.due_at) if notify else None,
             "notify": notify,
             "funnel": funnel(stages),
+            "funnel_labels": {key: translate(lang, f"funnel.{key}") for key in FUNNEL_STAGES},
             "regions": await dashboard.by_region(session, recall_id=recall_id),
             "show": show,
             "shows": dashboard.SHOWS,
@@ -149,12 +150,28 @@ async def recall_dashboard(
             "lots": lots,
             "lot_totals": {
                 k: sum(getattr(x, k) for x in lots)
-                for k in ("shipped", "shipped_answered", "on_hand", "returned", "corrected", "destroyed",
-                          "used", "accounted", "mismatches", "consignees", "answered")
+                for k in (
+                    "shipped",
+                    "shipped_answered",
+                    "on_hand",
+                    "returned",
+                    "corrected",
+                    "destroyed",
+                    "used",
+                    "accounted",
+                    "mismatches",
+                    "consignees",
+                    "answered",
+                )
             },
             "mismatches": mismatches,
             "mismatch_pager": pager(
-                request, param="mpage", page=mpage, size=MISMATCH_PAGE, total=mtotal, fragment="reconciliation"
+                request,
+                param="mpage",
+                page=mpage,
+                size=MISMATCH_PAGE,
+                total=mtotal,
+                fragment="reconciliation",
             ),
             "reports": await recalls_api.list_reports(recall_id, session),
             "now": now,
@@ -177,9 +194,10 @@ def _cell(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict):
-        value = json.dumps(value, ensure_ascii=False, sort_keys=True) if value else ""
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+        return json.dumps(value, ensure_ascii=False, sort_keys=True) if value else ""
+    if not isinstance(value, str):
+        return str(value)
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 @router.get("/recalls/{recall_id}/timeline.csv")

@@ -2,6 +2,7 @@
 // - A link with data-dialog="<id>" opens that <dialog> as a modal instead of navigating to its
 //   fallback page; an element with data-close closes the dialog it is in.
 // - A form with data-once disables its submit buttons once submitted (no double signature clicks).
+// - A field with data-select-on-load is focused with its text selected (the trace view's scan field).
 (function () {
   "use strict";
   document.addEventListener("click", function (event) {
@@ -39,5 +40,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     var alert = document.querySelector("[data-focus-on-load]");
     if (alert) alert.focus();
+    // The scan field keeps what was scanned, selected: the next scan replaces it.
+    var scan = !alert && document.querySelector("[data-select-on-load]");
+    if (scan) { scan.focus(); scan.select(); }
   });
 })();

@@ -253,18 +253,30 @@ async def consignee_page(
     return int(total or 0), list(out.values())
 
 
-def _reported():
-    """Per consignee and lot of each response: what the consignee accounted for, column by column."""
+def _answers(recall_id: int, *columns):
+    """``columns`` over the recall's responses, each joined to the exposures of its consignee and to the
+    quantities it reported for those lots. Driven from the responses and joined on unique keys (a recall's
+    consignee's exposures, a response's lot), so the plan stays a cheap one even before the tables have
+    statistics (a burst of acknowledgements, a dashboard opened at once)."""
     return (
-        select(
-            Response.recall_id.label("recall_id"),
-            Response.consignee_id.label("consignee_id"),
-            ResponseQuantity.lot_id.label("lot_id"),
-            *(getattr(ResponseQuantity, c).label(c) for c in QUANTITY_COLUMNS),
+        select(*columns)
+        .select_from(Response)
+        .join(
+            RecallExposure,
+            and_(RecallExposure.recall_id == recall_id, RecallExposure.consignee_id == Response.consignee_id),
         )
-        .join(Response, Response.id == ResponseQuantity.response_id)
-        .subquery()
+        .outerjoin(
+            ResponseQuantity,
+            and_(
+                ResponseQuantity.response_id == Response.id, ResponseQuantity.lot_id == RecallExposure.lot_id
+            ),
+        )
+        .where(Response.recall_id == recall_id)
     )
+
+
+def _quantity(column: str):
+    return func.coalesce(getattr(ResponseQuantity, column), 0)
 
 
 @dataclass
@@ -293,44 +305,44 @@ class LotReconciliation:
 async def reconciliation(session: AsyncSession, *, recall_id: int) -> list[LotReconciliation]:
     """Per affected lot shipped: consignees, how many answered, units shipped and accounted for
     (on hand, returned, corrected, destroyed, used) and the consignee × lot rows that do not add up."""
-    rep = _reported()
-    answered = Response.id.is_not(None)
-    accounted = sum((func.coalesce(getattr(rep.c, c), 0) for c in QUANTITY_COLUMNS), literal(0))
-    rows = (
-        await session.execute(
-            select(
-                Product.code,
-                Lot.lot_number,
-                func.count(),
-                func.sum(case((answered, 1), else_=0)),
-                func.coalesce(func.sum(RecallExposure.quantity), 0),
-                func.coalesce(func.sum(case((answered, RecallExposure.quantity), else_=0)), 0),
-                *(func.coalesce(func.sum(getattr(rep.c, c)), 0) for c in QUANTITY_COLUMNS),
-                func.sum(case((and_(answered, accounted != RecallExposure.quantity), 1), else_=0)),
-            )
-            .select_from(RecallExposure)
-            .join(Lot, Lot.id == RecallExposure.lot_id)
-            .join(Product, Product.id == Lot.product_id)
-            .outerjoin(
-                Response,
-                and_(Response.recall_id == recall_id, Response.consignee_id == RecallExposure.consignee_id),
-            )
-            .outerjoin(
-                rep,
-                and_(
-                    rep.c.recall_id == recall_id,
-                    rep.c.consignee_id == RecallExposure.consignee_id,
-                    rep.c.lot_id == RecallExposure.lot_id,
-                ),
-            )
+    accounted = sum((_quantity(c) for c in QUANTITY_COLUMNS), literal(0))
+    shipped = {
+        lot_id: (int(n), int(q or 0))
+        for lot_id, n, q in await session.execute(
+            select(RecallExposure.lot_id, func.count(), func.sum(RecallExposure.quantity))
             .where(RecallExposure.recall_id == recall_id)
-            .group_by(Product.code, Lot.lot_number)
+            .group_by(RecallExposure.lot_id)
+        )
+    }
+    answered = {
+        lot_id: [int(x or 0) for x in numbers]
+        for lot_id, *numbers in await session.execute(
+            _answers(
+                recall_id,
+                RecallExposure.lot_id,
+                func.count(),
+                func.sum(RecallExposure.quantity),
+                *(func.sum(_quantity(c)) for c in QUANTITY_COLUMNS),
+                func.sum(case((accounted != RecallExposure.quantity, 1), else_=0)),
+            ).group_by(RecallExposure.lot_id)
+        )
+    }
+    labels = (
+        await session.execute(
+            select(Lot.id, Product.code, Lot.lot_number)
+            .join(Product, Product.id == Lot.product_id)
+            .where(Lot.id.in_(list(shipped)))
             .order_by(Product.code, Lot.lot_number)
         )
-    ).all()
-    return [
-        LotReconciliation(code, number, *(int(x or 0) for x in numbers)) for code, number, *numbers in rows
-    ]
+        if shipped
+        else []
+    )
+    out = []
+    for lot_id, code, number in labels:
+        n, q = shipped[lot_id]
+        ans, q_ans, *quantities, mism = answered.get(lot_id, [0] * (3 + len(QUANTITY_COLUMNS)))
+        out.append(LotReconciliation(code, number, n, ans, q, q_ans, *quantities, mism))
+    return out
 
 
 @dataclass
@@ -363,34 +375,25 @@ async def mismatch_page(
     session: AsyncSession, *, recall_id: int, offset: int = 0, limit: int = 50
 ) -> tuple[int, list[MismatchRow]]:
     """Consignees who answered but whose quantities for a lot do not add up to what they were shipped."""
-    rep = _reported()
-    quantities = [func.coalesce(getattr(rep.c, c), 0) for c in QUANTITY_COLUMNS]
+    quantities = [_quantity(c) for c in QUANTITY_COLUMNS]
     accounted = sum(quantities, literal(0))
-    base = (
-        select(RecallExposure)
-        .join(
-            Response,
-            and_(Response.recall_id == recall_id, Response.consignee_id == RecallExposure.consignee_id),
-        )
-        .outerjoin(
-            rep,
-            and_(
-                rep.c.recall_id == recall_id,
-                rep.c.consignee_id == RecallExposure.consignee_id,
-                rep.c.lot_id == RecallExposure.lot_id,
-            ),
-        )
-        .where(RecallExposure.recall_id == recall_id, accounted != RecallExposure.quantity)
-    )
-    total = await session.scalar(select(func.count()).select_from(base.subquery()))
+    off = accounted != RecallExposure.quantity
+    total = await session.scalar(_answers(recall_id, func.count()).where(off))
     rows = (
         await session.execute(
-            base.with_only_columns(
-                Consignee.code, Consignee.name, Product.code, Lot.lot_number, RecallExposure.quantity, *quantities
+            _answers(
+                recall_id,
+                Consignee.code,
+                Consignee.name,
+                Product.code,
+                Lot.lot_number,
+                RecallExposure.quantity,
+                *quantities,
             )
-            .join(Consignee, Consignee.id == RecallExposure.consignee_id)
+            .join(Consignee, Consignee.id == Response.consignee_id)
             .join(Lot, Lot.id == RecallExposure.lot_id)
             .join(Product, Product.id == Lot.product_id)
+            .where(off)
             .order_by(Consignee.code, Product.code, Lot.lot_number)
             .offset(offset)
             .limit(limit)
