@@ -72,8 +72,8 @@ async def recall_list(
     counts = await dashboard.summaries(session, recall_ids=[r.id for r in rows])
     items = [
         {
-            "recall": recalls_api._list_item(r),
-            "deadlines": await recalls_api._deadlines(session, r),
+            "recall": recalls_api.list_item(r),
+            "deadlines": await recalls_api.deadlines_of(session, r),
             "counts": counts.get(r.id, dashboard.RecallSummary()),
         }
         for r in rows

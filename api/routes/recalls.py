@@ -141,10 +141,10 @@ async def list_recalls(
     rows = list(await session.scalars(q))
     if jurisdiction:
         rows = [r for r in rows if jurisdiction in r.jurisdictions]
-    return [_list_item(r) for r in rows]
+    return [list_item(r) for r in rows]
 
 
-def _list_item(r: Recall) -> RecallListItem:
+def list_item(r: Recall) -> RecallListItem:
     return RecallListItem(
         id=r.id,
         reference=r.reference,
@@ -160,7 +160,7 @@ def _list_item(r: Recall) -> RecallListItem:
     )
 
 
-async def _deadlines(session: AsyncSession, recall: Recall) -> list[DeadlinePublic]:
+async def deadlines_of(session: AsyncSession, recall: Recall) -> list[DeadlinePublic]:
     """Each deadline with whether it was met: notification when every consignee had a sent notice; a
     filing when its task was reported done (``POST /api/tasks/{id}/complete``). Unmet once overdue."""
     now = datetime.now(UTC)
@@ -232,7 +232,7 @@ async def get_recall(recall_id: int, session: SessionDep) -> RecallPublic:
         )
     )
     sigs = await signatures_for(session, record_type="recall", record_id=recall_id)
-    item = _list_item(recall)
+    item = list_item(recall)
     return RecallPublic(
         **item.model_dump(),
         reason=recall.reason,
@@ -240,7 +240,7 @@ async def get_recall(recall_id: int, session: SessionDep) -> RecallPublic:
         depth=recall.depth,
         required_actions=recall.required_actions,
         scope=scope,
-        deadlines=await _deadlines(session, recall),
+        deadlines=await deadlines_of(session, recall),
         progress=ProgressPublic(
             planned=prog.consignees,
             sent=prog.sent,
