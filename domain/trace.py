@@ -1,8 +1,8 @@
 """Genealogy trace: forward from suspect lots to everything made from them, or backward to their components.
 
 One statement per trace. A recursive CTE, the same on SQLite and PostgreSQL, walks the genealogy on
-rows ``(lot_id, depth, via)`` with ``UNION`` (distinct), ``via`` being the lot the row came from,
-bounded by ``max_depth``:
+rows ``(lot_id, key)`` with ``UNION`` (distinct), ``key`` packing the depth and ``via``, the lot the
+row came from, as ``depth * 2^40 + via``, bounded by ``max_depth``:
 
 * It terminates on any data: ``UNION`` never re-expands a row it has produced, and the depth bound
   stops a cycle, whose rows would otherwise grow deeper forever.
@@ -10,10 +10,10 @@ bounded by ``max_depth``:
   reached: diamonds and a component lot shared by thousands of finished lots cost about one visit
   per edge of the reached subgraph, each an index-only probe of the edge primary key (forward) or
   of ``ix_genealogy_edges_parent`` (backward).
-* One aggregate, ``MIN(depth * 2^40 + via)`` per lot, gives the shortest depth and, at that depth,
-  a predecessor (on PostgreSQL the first row per lot in that order, ``DISTINCT ON``: one sort where
-  the aggregate hashed and then sorted); following predecessors rebuilds one shortest path per lot
-  in Python, so paths are never carried through the recursion, where they would multiply.
+* The smallest key per lot gives the shortest depth and, at that depth, a predecessor (on
+  PostgreSQL the first row per lot in key order, ``DISTINCT ON``: one sort where ``MIN`` hashed and
+  then sorted); following predecessors rebuilds one shortest path per lot in Python, so paths are
+  never carried through the recursion, where they would multiply.
 
 The reached lots feed the scope in the same statement, each part a section of the answer: the lots
 with their product, number and expiry (``ix_lots_trace`` covers them), their products once each,
@@ -101,9 +101,6 @@ products_t = Product.__table__
 _VIA_BITS = 40
 _VIA = 1 << _VIA_BITS
 _LOT_ID_MASK = _VIA - 1
-# Every branch of the result UNION ALL has these columns; a branch fills what it needs.
-_TEXT_COLUMNS = 8
-_INT_COLUMNS = 3
 
 
 # --------------------------------------------------------------------------- origin
@@ -247,11 +244,14 @@ def _direction(forward: bool) -> tuple[ColumnElement[int], ColumnElement[int]]:
 
 
 def _walk(forward: bool, *, postgres: bool = False) -> tuple[CTE, CTE]:
-    """The recursive walk over (lot_id, depth, via), and per lot its shortest depth and a predecessor.
+    """The recursive walk over (lot_id, key), and per lot its shortest depth and a predecessor.
 
-    ``via`` is the lot a row was reached from (0 for an origin). Rows are distinct triples, so a lot
-    is expanded once per depth and predecessor at that depth: paths are never enumerated, and the
-    predecessor comes for free instead of costing a second pass over the edges.
+    ``key`` packs the depth and ``via``, the lot a row was reached from (0 for an origin), as
+    ``depth * 2^40 + via``. Rows are distinct pairs, so a lot is expanded once per depth and
+    predecessor at that depth: paths are never enumerated, and the predecessor comes for free instead
+    of costing a second pass over the edges. (Packed, a row is 16 bytes of data where a separate depth
+    made it 24: the 50,016 rows of the heaviest trace then stay within PostgreSQL's default
+    ``work_mem`` instead of spilling to a temporary file that every later scan of the walk reads.)
 
     ``reach`` is ordered by lot id. Every part of the scope joins it to an index on ``lot_id``, one
     probe per reached lot; in key order consecutive probes land on the same index pages, where in the
@@ -259,24 +259,23 @@ def _walk(forward: bool, *, postgres: bool = False) -> tuple[CTE, CTE]:
     PostgreSQL: the stock, lots and shipment-line probes ran about 3× faster).
     """
     src, dst = _direction(forward)
+    via = literal_column(str(_VIA), BigInteger)
     anchor = select(
         lots_t.c.id.label("lot_id"),
-        literal_column("0", Integer).label("depth"),
-        cast(literal_column("0"), BigInteger).label("via"),
+        cast(literal_column("0"), BigInteger).label("key"),
     ).where(lots_t.c.id.in_(bindparam("origin_ids", expanding=True)))
     walk = anchor.cte("walk", recursive=True)
     w = walk.alias("w")
     walk = walk.union(
-        select(dst, w.c.depth + 1, w.c.lot_id)
+        select(dst, (w.c.key // via + 1) * via + w.c.lot_id)
         .select_from(w.join(edges, src == w.c.lot_id))
-        .where(w.c.depth < bindparam("max_depth", type_=Integer))
+        .where(w.c.key < bindparam("max_key", type_=BigInteger))
     )
-    # MIN(depth * 2^40 + via): the shortest depth, and at that depth the smallest predecessor id.
-    key = walk.c.depth * literal_column(str(_VIA), BigInteger) + walk.c.via
+    # The smallest key: the shortest depth, and at that depth the smallest predecessor id.
     if postgres:
         # The first row per lot in (lot, key) order: one sort, where GROUP BY then ORDER BY hashes and
         # sorts (PostgreSQL cannot know how few rows a recursive CTE makes, so it hashes).
-        first_per_lot = select(walk.c.lot_id, cast(key, BigInteger).label("key")).order_by(walk.c.lot_id, key)
+        first_per_lot = select(walk.c.lot_id, walk.c.key).order_by(walk.c.lot_id, walk.c.key)
         if distinct_on is None:  # SQLAlchemy 2.0
             first_per_lot = first_per_lot.distinct(walk.c.lot_id)
         else:
@@ -284,7 +283,7 @@ def _walk(forward: bool, *, postgres: bool = False) -> tuple[CTE, CTE]:
         reach = first_per_lot.cte("reach")
     else:
         reach = (
-            select(walk.c.lot_id, func.min(key, type_=BigInteger).label("key"))
+            select(walk.c.lot_id, func.min(walk.c.key, type_=BigInteger).label("key"))
             .group_by(walk.c.lot_id)
             .order_by(walk.c.lot_id)
             .cte("reach")
@@ -299,12 +298,12 @@ def _bound(walk: CTE, reach: CTE, forward: bool) -> list[ColumnElement[Any]]:
     second test runs only when the first holds.
     """
     src, dst = _direction(forward)
-    max_depth = bindparam("max_depth", type_=Integer)
-    at_bound = exists(select(literal_column("1")).select_from(walk).where(walk.c.depth == max_depth))
+    max_key = bindparam("max_key", type_=BigInteger)  # rows at the bound have keys from there on
+    at_bound = exists(select(literal_column("1")).select_from(walk).where(walk.c.key >= max_key))
     cut = exists(
         select(literal_column("1"))
         .select_from(walk.join(edges, src == walk.c.lot_id))
-        .where(walk.c.depth == max_depth, ~exists().where(reach.c.lot_id == dst))
+        .where(walk.c.key >= max_key, ~exists().where(reach.c.lot_id == dst))
     )
     return [
         case((at_bound, 1), else_=0).label("at_bound"),
@@ -313,12 +312,12 @@ def _bound(walk: CTE, reach: CTE, forward: bool) -> list[ColumnElement[Any]]:
 
 
 def _sections(reach: CTE, *, scope: bool, include_shipments: bool, lateral: bool) -> dict[str, Select[Any]]:
-    """The parts of a trace's answer, each a select whose columns ``_assemble`` reads by position.
+    """The parts of a trace's answer, each a select whose columns ``_Shape.split`` hands on by position.
 
     ``lot``: reached lots with their key (depth and predecessor, see ``_VIA``); ``product``: the products
     of those lots, once each (so the per-lot part carries no repeated text); with the scope, ``stock``
     (on-hand per location and bucket), ``consignee`` (totals per consignee) and ``line`` (every
-    shipment line, on request). Nothing is sorted here: ``_assemble`` orders in Python, the same on
+    shipment line, on request). Nothing is sorted here: the builders below order in Python, the same on
     both databases (sorting in PostgreSQL spilled to disk at the default ``work_mem``).
     """
     lot_rows = (
@@ -704,7 +703,7 @@ async def _run(
     scope: bool,
     include_shipments: bool,
 ) -> tuple[_Traced, dict[str, Any]]:
-    params = {"origin_ids": lot_ids, "max_depth": max_depth}
+    params = {"origin_ids": lot_ids, "max_key": max_depth * _VIA}
     shape = _shape(
         forward=forward,
         scope=scope,

@@ -16,6 +16,7 @@ ROUTERS = (
     "api.pages.capas",
     "api.pages.changes",
     "api.pages.releases",
+    "api.pages.task_actions",
 )
 
 

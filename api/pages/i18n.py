@@ -373,3 +373,8 @@ def _merge(more_en: dict[str, str], more_zh: dict[str, str]) -> None:
 from api.pages import wording as _wording  # noqa: E402
 
 _merge(_wording.EN, _wording.ZH_CN)
+
+# The task actions' and out-of-office page's wording.
+from api.pages import wording_tasks as _wording_tasks  # noqa: E402
+
+_merge(_wording_tasks.EN, _wording_tasks.ZH_CN)

@@ -9,6 +9,7 @@ the sign-off form, and nothing is signed.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -51,6 +52,9 @@ SUBMITS = {"approved": "Sign: approve", "rejected": "Sign: reject", "released": 
 # (e.g. TASK_ACTION_PARTIALS.append("pages/tasks/_delegate.html")), posting to page routes that call
 # ``tasks_api.claim`` / ``release`` / ``delegate`` as :func:`sign` calls ``sign_task``.
 TASK_ACTION_PARTIALS: list[str] = []
+# Coroutines ``(session, user, task) -> dict`` adding what those partials draw to the task page's context
+# (e.g. the people a task may be delegated to), registered by the module that adds the partials.
+TASK_CONTEXT_HOOKS: list[Callable[..., Awaitable[dict[str, Any]]]] = []
 
 
 def due_text(lang, task: TaskPublic, now: datetime) -> str:
@@ -142,7 +146,11 @@ async def _task_context(session, user: Principal, task_id: int) -> dict[str, Any
     )
     signatures = await signatures_for(session, record_type=task.record_type, record_id=task.record_id)
     decisions, why_not = sign_options(task)
+    extra: dict[str, Any] = {}
+    for hook in TASK_CONTEXT_HOOKS:
+        extra.update(await hook(session, user, task))
     return {
+        **extra,
         "task": task,
         "row": row,
         "record": record,
