@@ -42,8 +42,10 @@ from notifications.email import EmailChannel
 from notifications.sms import SmsChannel
 from workflows import names
 
-# Pages of a sending round in flight at once (claimed and rendered while others are on the wire).
-PAGES_IN_FLIGHT = 2
+# Pages of a sending round in flight at once (claimed and rendered while others are on the wire): at
+# 10,000 consignees, 1 -> 2 -> 3 took the bench's fan-out from ~23 s to ~17 s per 2,000 consignees;
+# each page has its own SMTP connections (notifications/email.py), the SMS gate is the channel's.
+PAGES_IN_FLIGHT = 3
 
 REGULATORS = {
     "CN": "NMPA (provincial medical products administration)",

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000/dev/twilio",
         description="where the twilio SDK is pointed; unset for Twilio's cloud",
     )
-    sms_concurrency: int = Field(default=8, ge=1, description="SMS requests in flight at once")
+    sms_concurrency: int = Field(default=32, ge=1, description="SMS requests in flight at once")
     sms_rate_per_second: float = Field(default=0.0, ge=0, description="messages per second; 0 = unlimited")
     sms_429_retries: int = Field(default=3, ge=0, description="times a request answered 429 is retried")
 

@@ -31,7 +31,8 @@ SMTP_TIMEOUT_SECONDS = 30.0
 MESSAGES_PER_CONNECTION = 12
 # ...and at most this many at once: each connection waits on four round trips per message, so the
 # lanes, not the CPU, set the pace (bench/recall_fanout.py: 4 -> 10 lanes took 2,000 notices from 27 s
-# to 17 s); relays limit connections per client (Postfix: 50 by default), 8 stays well inside.
+# to 17 s); relays limit connections per client (Postfix: 50 by default), 8 stays well inside, and so
+# do the 24 of a sending round's three batches in flight (activities/notify.py, PAGES_IN_FLIGHT).
 MAX_CONNECTIONS = 8
 
 _UTF8_BASE64 = Charset("utf-8")

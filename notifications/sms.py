@@ -140,6 +140,8 @@ class SmsChannel:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._limiter = RateLimiter(settings.sms_rate_per_second)
+        # One gate for the channel: concurrent send_many calls (the pages a round has in flight) share it.
+        self._gate = asyncio.Semaphore(settings.sms_concurrency)
         self._status_callback = settings.public_base_url.rstrip("/") + "/webhooks/twilio/status"
 
     async def send_many(self, specs: Sequence[SmsSpec]) -> list[SendResult]:
@@ -147,7 +149,7 @@ class SmsChannel:
         if not specs:
             return []
         s = self._settings
-        gate = asyncio.Semaphore(s.sms_concurrency)
+        gate = self._gate
         async with LocalTwilioHttpClient(s.twilio_base_url, retries_429=s.sms_429_retries) as http:
             client = Client(s.twilio_account_sid, s.twilio_auth_token, http_client=http)
 

@@ -146,66 +146,50 @@ async def record_web_response(
 ) -> AckOutcome:
     """Record the form behind a signed link; a repeat after quantities were reported changes nothing.
 
-    Few statements, because ten thousand consignees may answer within minutes: one read (the link,
-    its recall and its lots), one conditional UPDATE that claims the answer (only one of two
+    Few statements, because ten thousand consignees may answer within minutes: one conditional UPDATE
+    claims the answer, for an open recall and lots shipped to this consignee (only one of two
     concurrent submissions of the same link gets it: the other waits for the row and then finds it
-    answered), the response (``INSERT ... ON CONFLICT DO NOTHING``: a receipt acknowledged by SMS
-    before left one behind, which is completed instead) and its quantities. Both this and the SMS
-    reply claim the consignee's row first, so neither can deadlock the other."""
+    answered; a refusal is explained by a read), then the response (``INSERT ... ON CONFLICT DO
+    NOTHING``: a receipt acknowledged by SMS before left one behind, which is completed instead) and
+    its quantities. Both
+    this and the SMS reply claim the consignee's row first, so neither can deadlock the other."""
     at = at or datetime.now(UTC)
-    rows = (
-        await session.execute(
-            select(
-                RecallConsignee.recall_id,
-                RecallConsignee.consignee_id,
-                RecallConsignee.responded_at,
-                Recall.status,
-                Recall.reference,
-                RecallExposure.lot_id,
-            )
-            .join(Recall, Recall.id == RecallConsignee.recall_id)
-            .outerjoin(
-                RecallExposure,
-                (RecallExposure.recall_id == RecallConsignee.recall_id)
-                & (RecallExposure.consignee_id == RecallConsignee.consignee_id),
-            )
-            .where(RecallConsignee.id == recall_consignee_id)
+    lot_ids = [q.lot_id for q in form.quantities]
+    if len(set(lot_ids)) != len(lot_ids):  # a lot listed twice
+        return await _refusal(session, recall_consignee_id, lot_ids)
+    shipped = (
+        select(func.count())
+        .select_from(RecallExposure)
+        .where(
+            RecallExposure.recall_id == RecallConsignee.recall_id,
+            RecallExposure.consignee_id == RecallConsignee.consignee_id,
+            RecallExposure.lot_id.in_(lot_ids),
         )
-    ).all()
-    if not rows:
-        raise NotFound("this acknowledgement link is not valid", field="link")
-    recall_id, consignee_id, responded_at, status, reference = rows[0][:5]
-    refuse_if_closed(status, reference)
-    lots = {r.lot_id for r in rows if r.lot_id is not None}
-    seen: set[int] = set()
-    for i, q in enumerate(form.quantities):
-        if q.lot_id not in lots:
-            raise InvalidInput(
-                "this lot was not shipped to you in this recall", field=f"quantities.{i}.lot_id"
-            )
-        if q.lot_id in seen:
-            raise InvalidInput("this lot is listed twice", field=f"quantities.{i}.lot_id")
-        seen.add(q.lot_id)
-    repeat = AckOutcome(
-        recall_id, consignee_id, False, "this acknowledgement was already recorded; nothing was changed"
+        .correlate_except(RecallExposure)
+        .scalar_subquery()
     )
-    if responded_at is not None:
-        return repeat
     claimed = (
         await session.execute(
             update(RecallConsignee)
-            .where(RecallConsignee.id == recall_consignee_id, RecallConsignee.responded_at.is_(None))
+            .where(
+                RecallConsignee.id == recall_consignee_id,
+                RecallConsignee.responded_at.is_(None),
+                RecallConsignee.recall_id.in_(select(Recall.id).where(Recall.status.not_in(CLOSED_STATES))),
+                shipped == len(lot_ids),  # every reported lot was shipped to this consignee
+            )
             .values(
                 responded_at=at,
                 state=ConsigneeState.acknowledged,  # the top of the receipt ladder: never a step down
                 acknowledged_at=func.coalesce(RecallConsignee.acknowledged_at, at),
             )
-            .returning(RecallConsignee.id)
+            .returning(RecallConsignee.recall_id, RecallConsignee.consignee_id)
             .execution_options(synchronize_session=False)
         )
     ).first()
-    if claimed is None:  # a concurrent submission of the same link got there first
-        return repeat
+    if claimed is None:
+        # No such link, a closed recall, a lot not shipped to this consignee, or answered already.
+        return await _refusal(session, recall_consignee_id, lot_ids)
+    recall_id, consignee_id = claimed[0], claimed[1]
     answer = {
         "received_and_understood": True,
         "actions_completed": form.actions_completed,
@@ -259,6 +243,46 @@ async def record_web_response(
     )
     await session.flush()
     return AckOutcome(recall_id, consignee_id, True, "acknowledgement recorded")
+
+
+async def _refusal(session: AsyncSession, recall_consignee_id: int, lot_ids: list[int]) -> AckOutcome:
+    """Why a web response was not claimed: raises NotFound, Conflict (closed) or InvalidInput (a lot
+    not shipped to this consignee, or listed twice), or returns the outcome of a repeat that changes
+    nothing."""
+    rows = (
+        await session.execute(
+            select(
+                RecallConsignee.recall_id,
+                RecallConsignee.consignee_id,
+                RecallConsignee.responded_at,
+                Recall.status,
+                Recall.reference,
+                RecallExposure.lot_id,
+            )
+            .join(Recall, Recall.id == RecallConsignee.recall_id)
+            .outerjoin(
+                RecallExposure,
+                (RecallExposure.recall_id == RecallConsignee.recall_id)
+                & (RecallExposure.consignee_id == RecallConsignee.consignee_id),
+            )
+            .where(RecallConsignee.id == recall_consignee_id)
+        )
+    ).all()
+    if not rows:
+        raise NotFound("this acknowledgement link is not valid", field="link")
+    recall_id, consignee_id, _responded_at, status, reference = rows[0][:5]
+    refuse_if_closed(status, reference)
+    lots = {r.lot_id for r in rows if r.lot_id is not None}
+    for i, lot_id in enumerate(lot_ids):
+        if lot_id not in lots:
+            raise InvalidInput(
+                "this lot was not shipped to you in this recall", field=f"quantities.{i}.lot_id"
+            )
+        if lot_id in lot_ids[:i]:
+            raise InvalidInput("this lot is listed twice", field=f"quantities.{i}.lot_id")
+    return AckOutcome(
+        recall_id, consignee_id, False, "this acknowledgement was already recorded; nothing was changed"
+    )
 
 
 def insert_ignoring_duplicates(session: AsyncSession, model: type, conflict_on: list[str]):

@@ -36,17 +36,21 @@ def _lock_key(provider_id: str) -> int:
 
 
 async def lock_messages(session: AsyncSession, provider_ids: Iterable[str]) -> None:
-    """Serialise, until this transaction ends, everything that records a message id or a receipt for it.
+    """Serialise, until this transaction ends, everything that records a message id or a receipt for it;
+    what is read after this sees whatever the other side committed.
 
-    PostgreSQL: transaction-scoped advisory locks, one per message id, taken in key order. SQLite
-    serialises writers with its single write lock already."""
+    PostgreSQL: transaction-scoped advisory locks, one per message id, taken in key order. SQLite:
+    its single write lock, taken now by a write that matches no row."""
     keys = sorted({_lock_key(p) for p in provider_ids if p})
-    if not keys or session.get_bind().dialect.name != "postgresql":
+    if not keys:
         return
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(:cls, k) FROM unnest(CAST(:keys AS integer[])) AS k"),
-        {"cls": RECEIPT_LOCK_CLASS, "keys": keys},
-    )
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:cls, k) FROM unnest(CAST(:keys AS integer[])) AS k"),
+            {"cls": RECEIPT_LOCK_CLASS, "keys": keys},
+        )
+    else:
+        await session.execute(text("DELETE FROM delivery_receipts WHERE 0"))
 
 
 async def record_receipt(

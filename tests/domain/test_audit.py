@@ -444,7 +444,8 @@ async def test_entries_are_chained_at_commit_and_a_rolled_back_savepoint_takes_i
             (await s.get(Lot, lot_id)).quantity = 50
             await s.begin_nested()  # left open: the transaction's commit releases it
             (await s.get(Lot, lot_id)).quantity = 60
-    updates = [c["quantity"] for action, _actor, c in await _trail(store, "lot", lot_id) if action == "update"]
+    trail = await _trail(store, "lot", lot_id)
+    updates = [c["quantity"] for action, _actor, c in trail if action == "update"]
     assert updates == [[10, 20], [20, 40], [40, 50], [50, 60]]
     async with store.sessions() as s:
         assert (await verify_chain(s)).ok

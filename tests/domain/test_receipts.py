@@ -105,3 +105,31 @@ async def test_a_receipt_committed_while_the_sender_records_its_message_is_appli
     async with store.sessions() as s:
         assert (await s.get(Notice, notice_id)).state == NoticeState.delivered
         assert await s.scalar(select(func.count()).where(DeliveryReceipt.applied.is_(False))) == 0
+
+
+async def test_a_receipt_arriving_while_the_sender_records_its_message_is_applied(store):
+    """The same race the other way round: the sender has written the message id (not committed) when
+    the receipt arrives and finds no notice; one of the two must still apply it."""
+    async with store.sessions() as s, s.begin():
+        notice_id = (await _one_notice(s)).id
+    async with store.sessions() as sender:
+        await sender.begin()
+        await sender.execute(
+            update(Notice)
+            .where(Notice.id == notice_id)
+            .values(state=NoticeState.sent, provider_id="SM3")
+            .execution_options(synchronize_session=False)
+        )
+
+        async def receipt() -> None:
+            async with store.sessions() as provider, provider.begin():
+                await record_receipt(provider, provider_id="SM3", status="delivered")
+
+        arriving = asyncio.ensure_future(receipt())
+        await asyncio.sleep(0.5)
+        await apply_receipts(sender, provider_ids=["SM3"])
+        await sender.commit()
+        await arriving
+    async with store.sessions() as s:
+        assert (await s.get(Notice, notice_id)).state == NoticeState.delivered
+        assert await s.scalar(select(func.count()).where(DeliveryReceipt.applied.is_(False))) == 0
