@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import signal
@@ -91,8 +92,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, connect_wait: f
             async with worker:
                 await start_standing_workflows(client, settings)
                 await stop.wait()
-        finally:
-            await starting
+        finally:  # also when the worker failed: never wait on a starter that only ``stop`` ends
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
     finally:
         await engine.dispose()
 
