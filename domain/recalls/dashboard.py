@@ -191,6 +191,21 @@ def _show_filter(show: Show) -> list[ColumnElement[bool]]:
     return []
 
 
+# A consignee's place in the recall, as the consignee list and the timeline export both show it.
+_CONSIGNEE_STATE = (
+    Consignee.code,
+    Consignee.name,
+    Consignee.region,
+    RecallConsignee.state,
+    RecallConsignee.overdue,
+    RecallConsignee.units_shipped,
+    RecallConsignee.first_sent_at,
+    RecallConsignee.delivered_at,
+    RecallConsignee.opened_at,
+    RecallConsignee.acknowledged_at,
+)
+
+
 async def consignee_page(
     session: AsyncSession, *, recall_id: int, show: Show = "open", offset: int = 0, limit: int = 50
 ) -> tuple[int, list[ConsigneeRow]]:
@@ -200,19 +215,7 @@ async def consignee_page(
     total = await session.scalar(select(func.count()).select_from(rc).where(*where))
     rows = (
         await session.execute(
-            select(
-                rc.consignee_id,
-                Consignee.code,
-                Consignee.name,
-                Consignee.region,
-                rc.state,
-                rc.overdue,
-                rc.units_shipped,
-                rc.first_sent_at,
-                rc.delivered_at,
-                rc.opened_at,
-                rc.acknowledged_at,
-            )
+            select(rc.consignee_id, *_CONSIGNEE_STATE)
             .join(Consignee, Consignee.id == rc.consignee_id)
             .where(*where)
             .order_by(
@@ -453,16 +456,7 @@ async def timeline_rows(session: AsyncSession, *, recall_id: int, batch: int = 2
     rc = RecallConsignee
     stmt = (
         select(
-            Consignee.code,
-            Consignee.name,
-            Consignee.region,
-            rc.state,
-            rc.overdue,
-            rc.units_shipped,
-            rc.first_sent_at,
-            rc.delivered_at,
-            rc.opened_at,
-            rc.acknowledged_at,
+            *_CONSIGNEE_STATE,
             NoticeEvent.at,
             NoticeEvent.kind,
             NoticeEvent.channel,
