@@ -2,14 +2,21 @@
 
 Concurrency: entries are numbered and linked by reading the last one and inserting after it, so two
 writers must never interleave. The session hooks (``domain.audit.hooks``) collect a transaction's
-changes as it runs and append them all at its commit, in one step: ``lock`` (on PostgreSQL a
-transaction-scoped advisory lock, released by the COMMIT that follows; on SQLite the database's single
-write lock), read the last entry, insert. The lock is therefore held for three statements and the
-COMMIT, never while the transaction is still doing its work, and its holder waits for nothing else
-(its row writes are done), so audit writers cannot deadlock on it. The read of the last entry runs
-under READ COMMITTED after the lock is granted, so it sees the previous holder's commit. (Under
-REPEATABLE READ the stale snapshot would reuse a ``seq`` and the unique index fails the transaction:
-an error, never a fork.) Entries are chained in commit order.
+changes as it runs and hand them over all at once at its commit:
+- PostgreSQL (:func:`stage`): one INSERT into ``audit_pending`` of each entry's canonical JSON,
+  less the time and the previous hash; a deferred trigger (migration 0014) chains them inside the
+  server as the COMMIT runs: advisory lock, read the last entry, hash, insert, clear the staging
+  rows. The lock is held for that and the COMMIT's WAL flush, never across a client round trip, so
+  a busy application's event loop does not stretch it. A very large transaction (a bulk import)
+  uses the Python path below instead.
+- SQLite, and bulk transactions (:func:`append_attributed`): ``lock`` (the advisory lock; SQLite's
+  single write lock), read the last entry, insert, then the COMMIT.
+Either way the lock is taken only once the transaction's own work is done and its holder waits for
+nothing else, so audit writers cannot deadlock on it. The read of the last entry runs under READ
+COMMITTED after the lock is granted, so it sees the previous holder's commit. (Under REPEATABLE READ
+the stale snapshot would reuse a ``seq`` and the unique index fails the transaction: an error, never
+a fork.) Entries are chained in commit order, and both paths write the same hash over the same
+canonical JSON.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, text
 
-from domain.audit.models import AuditEntry
+from domain.audit.models import AuditEntry, AuditPending
 from domain.models import utcnow
 
 GENESIS = "0" * 64
@@ -35,6 +42,10 @@ GENESIS = "0" * 64
 ADVISORY_LOCK_KEY = 0x4C4F544C494E45  # "LOTLINE"
 
 TABLE = AuditEntry.__table__
+# A transaction with more entries than this (a bulk import) chains them here, in Python, rather than
+# staging them for the database's per-row trigger: hashing in bulk is cheaper there.
+STAGE_AT_MOST = 1000
+PENDING = AuditPending.__table__
 
 
 def jsonable(value: Any) -> Any:
@@ -66,9 +77,32 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(content: Mapping[str, Any]) -> bytes:
     """Canonical JSON: sorted keys, no whitespace, UTF-8."""
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _dumps(content).encode("utf-8")
+
+
+def canonical_parts(
+    *,
+    actor: str,
+    action: str,
+    record_type: str,
+    record_id: str,
+    changes: Mapping[str, Any],
+    reason: str | None,
+) -> tuple[str, str, str]:
+    """The canonical JSON of an entry without its time and previous hash, as (head, middle, tail):
+    ``head + json(at) + middle + json(prev_hash) + tail`` is exactly :func:`canonical` of
+    :func:`entry_content` (its keys in sorted order: action, actor, at, changes, prev_hash, reason,
+    record_id, record_type). The database completes and hashes it at commit (migration 0014)."""
+    head = f'{{"action":{_dumps(action)},"actor":{_dumps(actor)},"at":'
+    middle = f',"changes":{_dumps(jsonable(changes))},"prev_hash":'
+    tail = f',"reason":{_dumps(reason)},"record_id":{_dumps(record_id)},"record_type":{_dumps(record_type)}}}'
+    return head, middle, tail
 
 
 def entry_content(
@@ -143,6 +177,38 @@ def append(conn: Connection, changes: Sequence[Change], *, actor: str, reason: s
 
     The caller's ``reason`` wins over a record's own (``Change.reason``, from its reason column)."""
     return append_attributed(conn, [(change, actor, reason) for change in changes])
+
+
+def stage(conn: Connection, items: Sequence[tuple[Change, str, str | None]]) -> None:
+    """PostgreSQL: hand ``items`` to the database, which numbers, times, chains and inserts them as
+    this transaction commits (a deferred trigger, migration 0014), under the trail's lock, with no
+    client round trip while the lock is held. One INSERT; nothing is locked here."""
+    rows = []
+    for change, actor, reason in items:
+        why = reason if reason is not None else change.reason
+        head, middle, tail = canonical_parts(
+            actor=actor,
+            action=change.action,
+            record_type=change.record_type,
+            record_id=change.record_id,
+            changes=change.changes,
+            reason=why,
+        )
+        rows.append(
+            {
+                "actor": actor,
+                "action": change.action,
+                "record_type": change.record_type,
+                "record_id": change.record_id,
+                "changes": jsonable(change.changes),
+                "reason": why,
+                "head": head,
+                "middle": middle,
+                "tail": tail,
+            }
+        )
+    if rows:
+        conn.execute(insert(PENDING), rows)
 
 
 def append_attributed(conn: Connection, items: Sequence[tuple[Change, str, str | None]]) -> int:

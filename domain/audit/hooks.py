@@ -228,8 +228,14 @@ def _before_commit(session: Session) -> None:
         return  # a savepoint is released: its changes are chained when the transaction commits
     session.flush()  # the commit's own flush comes after this event: its changes are collected now
     queued: list[_Queued] = session.info.pop(_QUEUED, [])
-    if queued:
-        chain.append_attributed(session.connection(), [(q.change, q.actor, q.reason) for q in queued])
+    if not queued:
+        return
+    conn = session.connection()
+    items = [(q.change, q.actor, q.reason) for q in queued]
+    if conn.dialect.name == "postgresql" and len(items) <= chain.STAGE_AT_MOST:
+        chain.stage(conn, items)  # chained by the database as the COMMIT runs: no lock held from here
+    else:
+        chain.append_attributed(conn, items)
 
 
 def _after_soft_rollback(session: Session, previous) -> None:

@@ -39,6 +39,25 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+class AuditPending(Base):
+    """Entries of the transaction under way, staged for the database to chain as it commits
+    (PostgreSQL; migration 0014). Empty outside a transaction: the sealing trigger deletes them."""
+
+    __tablename__ = "audit_pending"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(8))
+    record_type: Mapped[str] = mapped_column(String(64))
+    record_id: Mapped[str] = mapped_column(String(64))
+    changes: Mapped[dict] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # canonical JSON of the entry = head + at + middle + prev_hash + tail (chain.canonical_parts)
+    head: Mapped[str] = mapped_column(Text)
+    middle: Mapped[str] = mapped_column(Text)
+    tail: Mapped[str] = mapped_column(Text)
+
+
 # Whatever loads the trail's table also gets the hooks that write it (make_session_factory installs
 # them too): no process can change a regulated record through a session without its entry.
 # (Importing the hooks module installs them; a plain import also survives the import cycle.)

@@ -6,16 +6,18 @@ a repeat changes nothing and says so.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import func, select, update
+from sqlalchemy import JSON, BigInteger, column, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.audit.hooks import record_rows
 from domain.errors import InvalidInput, NotFound
 from domain.models import Consignee, Lot, Product
 from domain.recalls.models import Recall, RecallConsignee, RecallExposure, Response, ResponseQuantity
@@ -146,50 +148,20 @@ async def record_web_response(
 ) -> AckOutcome:
     """Record the form behind a signed link; a repeat after quantities were reported changes nothing.
 
-    Few statements, because ten thousand consignees may answer within minutes: one conditional UPDATE
-    claims the answer, for an open recall and lots shipped to this consignee (only one of two
-    concurrent submissions of the same link gets it: the other waits for the row and then finds it
-    answered; a refusal is explained by a read), then the response (``INSERT ... ON CONFLICT DO
-    NOTHING``: a receipt acknowledged by SMS before left one behind, which is completed instead) and
-    its quantities. Both
-    this and the SMS reply claim the consignee's row first, so neither can deadlock the other."""
+    Ten thousand consignees may answer within minutes, so this claims and records in as few round
+    trips as the database allows. The claim is one conditional UPDATE of the consignee's row: for an
+    open recall, for lots all shipped to this consignee, not answered before (of two concurrent
+    submissions of the same link only one gets it: the other waits for the row, then finds it
+    answered; a refusal is explained by a read). Then the response (``INSERT ... ON CONFLICT DO
+    NOTHING``: a receipt acknowledged by SMS before left one behind, which is completed instead), its
+    quantities and the timeline's event. On PostgreSQL all of that is one statement (data-modifying
+    CTEs) whose created rows are handed to the audit trail; on SQLite, a few statements through the
+    session's audit hooks. Both this and the SMS reply claim the consignee's row first, so neither can
+    deadlock the other."""
     at = at or datetime.now(UTC)
     lot_ids = [q.lot_id for q in form.quantities]
     if len(set(lot_ids)) != len(lot_ids):  # a lot listed twice
         return await _refusal(session, recall_consignee_id, lot_ids)
-    shipped = (
-        select(func.count())
-        .select_from(RecallExposure)
-        .where(
-            RecallExposure.recall_id == RecallConsignee.recall_id,
-            RecallExposure.consignee_id == RecallConsignee.consignee_id,
-            RecallExposure.lot_id.in_(lot_ids),
-        )
-        .correlate_except(RecallExposure)
-        .scalar_subquery()
-    )
-    claimed = (
-        await session.execute(
-            update(RecallConsignee)
-            .where(
-                RecallConsignee.id == recall_consignee_id,
-                RecallConsignee.responded_at.is_(None),
-                RecallConsignee.recall_id.in_(select(Recall.id).where(Recall.status.not_in(CLOSED_STATES))),
-                shipped == len(lot_ids),  # every reported lot was shipped to this consignee
-            )
-            .values(
-                responded_at=at,
-                state=ConsigneeState.acknowledged,  # the top of the receipt ladder: never a step down
-                acknowledged_at=func.coalesce(RecallConsignee.acknowledged_at, at),
-            )
-            .returning(RecallConsignee.recall_id, RecallConsignee.consignee_id)
-            .execution_options(synchronize_session=False)
-        )
-    ).first()
-    if claimed is None:
-        # No such link, a closed recall, a lot not shipped to this consignee, or answered already.
-        return await _refusal(session, recall_consignee_id, lot_ids)
-    recall_id, consignee_id = claimed[0], claimed[1]
     answer = {
         "received_and_understood": True,
         "actions_completed": form.actions_completed,
@@ -202,6 +174,23 @@ async def record_web_response(
         "contact": form.contact,
         "sub_consignees": form.sub_consignees,
     }
+    detail = {"name": form.name, "lots": len(form.quantities)}
+    if session.get_bind().dialect.name == "postgresql":
+        claimed = await _claim_and_record_in_one_statement(
+            session, recall_consignee_id, form, answer, detail, at
+        )
+        if claimed is None:
+            return await _refusal(session, recall_consignee_id, lot_ids)
+        recall_id, consignee_id, recorded = claimed
+        if not recorded:  # acknowledged by SMS before: complete that response with the form
+            await _complete_response(session, recall_id, consignee_id, form, answer)
+        return AckOutcome(recall_id, consignee_id, True, "acknowledgement recorded")
+
+    claimed_row = (await session.execute(_claim(recall_consignee_id, lot_ids, at))).first()
+    if claimed_row is None:
+        # No such link, a closed recall, a lot not shipped to this consignee, or answered already.
+        return await _refusal(session, recall_consignee_id, lot_ids)
+    recall_id, consignee_id = claimed_row[0], claimed_row[1]
     inserted = (
         await session.execute(
             insert_ignoring_duplicates(session, Response, ["recall_id", "consignee_id"]).values(
@@ -209,19 +198,55 @@ async def record_web_response(
             )
         )
     ).first()
-    if inserted is not None:
-        response_id = inserted.id
-    else:  # acknowledged by SMS before: complete that response with the form
-        response_id = (
-            await session.execute(
-                update(Response)
-                .where(Response.recall_id == recall_id, Response.consignee_id == consignee_id)
-                .values(**answer)
-                .returning(Response.id)
-                .execution_options(synchronize_session=False)
-            )
-        ).scalar_one()
-    session.add_all(
+    if inserted is None:
+        await _complete_response(session, recall_id, consignee_id, form, answer)
+    else:
+        session.add_all(_quantities(inserted.id, form))
+    await add_event(
+        session,
+        recall_id=recall_id,
+        consignee_id=consignee_id,
+        kind="acknowledged",
+        channel="web",
+        detail=detail,
+    )
+    await session.flush()
+    return AckOutcome(recall_id, consignee_id, True, "acknowledgement recorded")
+
+
+def _claim(recall_consignee_id: int, lot_ids: list[int], at: datetime):
+    """The conditional UPDATE that claims a consignee's answer (SQLite; PostgreSQL's is in the CTE)."""
+    shipped = (
+        select(func.count())
+        .select_from(RecallExposure)
+        .where(
+            RecallExposure.recall_id == RecallConsignee.recall_id,
+            RecallExposure.consignee_id == RecallConsignee.consignee_id,
+            RecallExposure.lot_id.in_(lot_ids),
+        )
+        .correlate_except(RecallExposure)
+        .scalar_subquery()
+    )
+    return (
+        update(RecallConsignee)
+        .where(
+            RecallConsignee.id == recall_consignee_id,
+            RecallConsignee.responded_at.is_(None),
+            RecallConsignee.recall_id.in_(select(Recall.id).where(Recall.status.not_in(CLOSED_STATES))),
+            shipped == len(lot_ids),  # every reported lot was shipped to this consignee
+        )
+        .values(
+            responded_at=at,
+            state=ConsigneeState.acknowledged,  # the top of the receipt ladder: never a step down
+            acknowledged_at=func.coalesce(RecallConsignee.acknowledged_at, at),
+        )
+        .returning(RecallConsignee.recall_id, RecallConsignee.consignee_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _quantities(response_id: int, form: AckForm) -> list[ResponseQuantity]:
+    return [
         ResponseQuantity(
             response_id=response_id,
             lot_id=q.lot_id,
@@ -232,17 +257,125 @@ async def record_web_response(
             used=q.used,
         )
         for q in form.quantities
-    )
-    await add_event(
-        session,
-        recall_id=recall_id,
-        consignee_id=consignee_id,
-        kind="acknowledged",
-        channel="web",
-        detail={"name": form.name, "lots": len(form.quantities)},
-    )
+    ]
+
+
+async def _complete_response(
+    session: AsyncSession, recall_id: int, consignee_id: int, form: AckForm, answer: dict
+) -> None:
+    """The SMS reply's receipt-only response, completed with the form (audited as an update)."""
+    response_id = (
+        await session.execute(
+            update(Response)
+            .where(Response.recall_id == recall_id, Response.consignee_id == consignee_id)
+            .values(**answer)
+            .returning(Response.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).scalar_one()
+    session.add_all(_quantities(response_id, form))
     await session.flush()
-    return AckOutcome(recall_id, consignee_id, True, "acknowledgement recorded")
+
+
+_CLOSED = ", ".join(f"'{s.value}'" for s in CLOSED_STATES)
+_RESPONSE = Response.__table__
+_ANSWER_COLUMNS = (
+    "received_and_understood, actions_completed, forwarded_to_sub_accounts, no_affected_stock, "
+    "quantities_reported, name, role, site, contact, sub_consignees"
+)
+# PostgreSQL: claim, response, quantities and the timeline's event in one statement. Its sub-statements
+# share one snapshot, and each row it creates comes back for the audit trail (quantities as JSON: all
+# integers). ``response_id`` is NULL when the claim succeeded but a response existed (SMS first).
+_RECORD_ONE_STATEMENT = text(
+    f"""
+    WITH claim AS (
+        UPDATE recall_consignees AS rc
+           SET responded_at = :at,
+               state = '{ConsigneeState.acknowledged.value}',
+               acknowledged_at = COALESCE(rc.acknowledged_at, :at)
+         WHERE rc.id = :rc_id
+           AND rc.responded_at IS NULL
+           AND EXISTS (SELECT 1 FROM recalls r WHERE r.id = rc.recall_id AND r.status NOT IN ({_CLOSED}))
+           AND (SELECT count(*) FROM recall_exposures e
+                 WHERE e.recall_id = rc.recall_id AND e.consignee_id = rc.consignee_id
+                   AND e.lot_id = ANY(CAST(:lot_ids AS bigint[]))) = :n_lots
+        RETURNING rc.recall_id, rc.consignee_id
+    ), resp AS (
+        INSERT INTO responses (recall_id, consignee_id, channel, received_at, {_ANSWER_COLUMNS})
+        SELECT recall_id, consignee_id, 'web', :at, true, :actions_completed, :forwarded, :no_stock, true,
+               :name, :role, :site, :contact, CAST(:sub_consignees AS json)
+          FROM claim
+        ON CONFLICT (recall_id, consignee_id) DO NOTHING
+        RETURNING *
+    ), qty AS (
+        INSERT INTO response_quantities (response_id, lot_id, on_hand, returned, corrected, destroyed, used)
+        SELECT resp.id, q.lot_id, q.on_hand, q.returned, q.corrected, q.destroyed, q.used
+          FROM resp,
+               unnest(CAST(:lot_ids AS bigint[]), CAST(:on_hand AS bigint[]), CAST(:returned AS bigint[]),
+                      CAST(:corrected AS bigint[]), CAST(:destroyed AS bigint[]), CAST(:used AS bigint[]))
+                   AS q(lot_id, on_hand, returned, corrected, destroyed, used)
+        RETURNING *
+    ), event AS (
+        INSERT INTO notice_events (recall_id, consignee_id, kind, channel, at, detail)
+        SELECT recall_id, consignee_id, 'acknowledged', 'web', :at, CAST(:detail AS json) FROM claim
+    )
+    SELECT claim.recall_id AS claimed_recall_id, claim.consignee_id AS claimed_consignee_id,
+           {", ".join(f"resp.{c.name}" for c in _RESPONSE.c)},
+           (SELECT json_agg(qty) FROM qty) AS quantity_rows
+      FROM claim LEFT JOIN resp ON true
+    """
+).columns(  # in the SELECT's order: text columns are matched by position
+    column("claimed_recall_id", BigInteger),
+    column("claimed_consignee_id", BigInteger),
+    *_RESPONSE.c,
+    column("quantity_rows", JSON),
+)
+
+
+async def _claim_and_record_in_one_statement(
+    session: AsyncSession, rc_id: int, form: AckForm, answer: dict, detail: dict, at: datetime
+) -> tuple[int, int, bool] | None:
+    """PostgreSQL: (recall id, consignee id, whether the response was created) or None when the
+    claim failed. The statement's created rows are recorded in the audit trail here (it is SQL the
+    session's hooks cannot see through)."""
+    qs = form.quantities
+    row = (
+        (
+            await session.execute(
+                _RECORD_ONE_STATEMENT,
+                {
+                    "rc_id": rc_id,
+                    "at": at,
+                    "lot_ids": [q.lot_id for q in qs],
+                    "n_lots": len(qs),
+                    "on_hand": [q.on_hand for q in qs],
+                    "returned": [q.returned for q in qs],
+                    "corrected": [q.corrected for q in qs],
+                    "destroyed": [q.destroyed for q in qs],
+                    "used": [q.used for q in qs],
+                    "actions_completed": answer["actions_completed"],
+                    "forwarded": answer["forwarded_to_sub_accounts"],
+                    "no_stock": answer["no_affected_stock"],
+                    "name": answer["name"],
+                    "role": answer["role"],
+                    "site": answer["site"],
+                    "contact": answer["contact"],
+                    "sub_consignees": json.dumps(answer["sub_consignees"]),
+                    "detail": json.dumps(detail),
+                },
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    recall_id, consignee_id = row["claimed_recall_id"], row["claimed_consignee_id"]
+    if row["id"] is None:
+        return recall_id, consignee_id, False
+    await record_rows(session, Response, [{c.name: row[c.name] for c in _RESPONSE.c}], action="create")
+    await record_rows(session, ResponseQuantity, row["quantity_rows"] or [], action="create")
+    return recall_id, consignee_id, True
 
 
 async def _refusal(session: AsyncSession, recall_consignee_id: int, lot_ids: list[int]) -> AckOutcome:

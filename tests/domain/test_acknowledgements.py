@@ -7,6 +7,8 @@ import asyncio
 
 from sqlalchemy import func, select, update
 
+from domain.audit.models import AuditEntry
+from domain.audit.policy import policy_for
 from domain.audit.verify import verify_chain
 from domain.models import Consignee
 from domain.recalls import acknowledgements as acks
@@ -92,3 +94,40 @@ async def test_the_web_form_after_an_sms_reply_completes_that_response(store):
     rc, responses, quantities, _acknowledged = await _stored(store, rc_id)
     assert [(r.channel, r.quantities_reported, r.name) for r in responses] == [("sms", True, "Dr Li")]
     assert quantities == 1 and rc.acknowledged_at <= rc.responded_at
+
+
+async def _trail_of(store, record_type: str) -> list[tuple[str, dict]]:
+    async with store.sessions() as s:
+        rows = await s.scalars(
+            select(AuditEntry).where(AuditEntry.record_type == record_type).order_by(AuditEntry.seq)
+        )
+        return [(e.action, e.changes) for e in rows]
+
+
+async def test_the_answer_and_its_quantities_are_created_in_the_audit_trail(store):
+    """The form's response and quantities are regulated records: each created with an audit entry,
+    on both databases (PostgreSQL records them in one statement, around the session's hooks)."""
+    rc_id, lot_id, _phone = await _recall_with_one_consignee(store)
+    assert (await _web(store, rc_id, _form(lot_id, "Dr Wang"))).recorded
+    [(action, changes)] = await _trail_of(store, policy_for(Response).record_type)
+    assert action == "create" and changes["name"] == [None, "Dr Wang"] and changes["channel"] == [None, "web"]
+    assert changes["quantities_reported"] == [None, True] and changes["sub_consignees"] == [None, []]
+    [(action, changes)] = await _trail_of(store, policy_for(ResponseQuantity).record_type)
+    assert action == "create" and changes["returned"] == [None, 3] and changes["lot_id"] == [None, lot_id]
+    assert not (await _web(store, rc_id, _form(lot_id, "Dr Wang"))).recorded
+    assert len(await _trail_of(store, policy_for(Response).record_type)) == 1  # a repeat: no entry
+    async with store.sessions() as s:
+        assert (await verify_chain(s)).ok
+
+
+async def test_a_response_begun_by_sms_is_completed_by_the_form_as_an_audited_update(store):
+    rc_id, lot_id, phone = await _recall_with_one_consignee(store)
+    assert (await _sms(store, phone)).acknowledged[0].recorded
+    assert (await _web(store, rc_id, _form(lot_id, "Dr Li"))).recorded
+    trail = await _trail_of(store, policy_for(Response).record_type)
+    assert [a for a, _c in trail] == ["create", "update"]
+    assert trail[0][1]["channel"] == [None, "sms"] and trail[1][1]["name"] == [None, "Dr Li"]
+    assert trail[1][1]["quantities_reported"] == [False, True]
+    assert len(await _trail_of(store, policy_for(ResponseQuantity).record_type)) == 1
+    async with store.sessions() as s:
+        assert (await verify_chain(s)).ok

@@ -14,10 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from domain import inventory
-from domain.audit import Audited, acting_as, with_reason
+from domain.audit import Audited, acting_as, chain, with_reason
 from domain.audit.chain import GENESIS, entry_content, entry_hash
 from domain.audit.hooks import AuditError, record_rows
-from domain.audit.models import AuditEntry
+from domain.audit.models import AuditEntry, AuditPending
 from domain.audit.verify import verify_chain
 from domain.enums import MovementKind, QcStatus
 from domain.models import Lot, LotHold, Product, User
@@ -448,4 +448,33 @@ async def test_entries_are_chained_at_commit_and_a_rolled_back_savepoint_takes_i
     updates = [c["quantity"] for action, _actor, c in trail if action == "update"]
     assert updates == [[10, 20], [20, 40], [40, 50], [50, 60]]
     async with store.sessions() as s:
+        assert (await verify_chain(s)).ok
+
+
+async def test_small_and_bulk_transactions_interleave_into_one_chain_stamped_in_commit_order(
+    store, monkeypatch
+):
+    """PostgreSQL chains a small transaction's entries inside the server as it commits (staged in
+    audit_pending), a bulk one in Python; both kinds at once still make one chain, timed in seq order,
+    and nothing stays staged."""
+    monkeypatch.setattr(chain, "STAGE_AT_MOST", 2)
+    async with store.sessions() as s, s.begin():
+        product = await f.product(s, "MIX")
+
+    async def small(i: int) -> None:  # one lot: one entry, staged on PostgreSQL
+        async with store.sessions() as s, s.begin():
+            await f.lot(s, product, f"S-{i}", quantity=0)
+
+    async def bulk(i: int) -> None:  # five lots: chained in Python
+        async with store.sessions() as s, s.begin():
+            for j in range(5):
+                await f.lot(s, product, f"B-{i}-{j}", quantity=0)
+
+    await asyncio.gather(*(small(i) if i % 2 else bulk(i) for i in range(12)))
+    entries = await _entries(store)
+    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    assert len([e for e in entries if e.record_type == "lot"]) == 6 * 1 + 6 * 5
+    assert all(a.at <= b.at for a, b in itertools.pairwise(entries))
+    async with store.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(AuditPending)) == 0
         assert (await verify_chain(s)).ok
