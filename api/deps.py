@@ -28,7 +28,8 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
+    # async: FastAPI runs a plain ``def`` dependency on a worker thread, a hop per request for nothing.
     return request.app.state.settings
 
 

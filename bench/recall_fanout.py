@@ -541,6 +541,9 @@ async def post_acks(
     per_second = Counter(int(t) for t in done_at)
     full = [per_second[s] for s in range(int(elapsed))]  # whole seconds only (the last is partial)
     ms = [x * 1000 for x in latencies] or [0.0]
+    slowest: dict[int, float] = {}
+    for latency, done in zip(latencies, done_at, strict=True):
+        slowest[int(done)] = max(slowest.get(int(done), 0.0), latency * 1000)
     return {
         "posted": len(paths),
         "elapsed_s": round(elapsed, 3),
@@ -553,6 +556,8 @@ async def post_acks(
         "statuses": dict(statuses),
         "first_errors": errors,
         "mode": f"open loop at {rate:g}/s" if rate else "closed loop",
+        # Each whole second: answers completed and the slowest of them (ms), to find stalls.
+        "by_second": [[s, per_second[s], round(slowest.get(s, 0.0))] for s in range(int(elapsed) + 1)],
     }
 
 

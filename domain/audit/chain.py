@@ -179,11 +179,22 @@ def append(conn: Connection, changes: Sequence[Change], *, actor: str, reason: s
     return append_attributed(conn, [(change, actor, reason) for change in changes])
 
 
+_STAGED = ("actor", "action", "record_type", "record_id", "changes", "reason", "head", "middle", "tail")
+_STAGE = text(
+    f"INSERT INTO audit_pending ({', '.join(_STAGED)}) "
+    f"SELECT {', '.join('changes::json' if n == 'changes' else n for n in _STAGED)} FROM unnest("
+    # text[] only: a driver knows it without asking the server (json[] costs asyncpg a type
+    # introspection on every new connection)
+    + ", ".join(f"CAST(:{name} AS text[])" for name in _STAGED)
+    + f") AS staged({', '.join(_STAGED)})"
+)
+
+
 def stage(conn: Connection, items: Sequence[tuple[Change, str, str | None]]) -> None:
     """PostgreSQL: hand ``items`` to the database, which numbers, times, chains and inserts them as
     this transaction commits (a deferred trigger, migration 0014), under the trail's lock, with no
     client round trip while the lock is held. One INSERT; nothing is locked here."""
-    rows = []
+    columns: dict[str, list[Any]] = {name: [] for name in _STAGED}
     for change, actor, reason in items:
         why = reason if reason is not None else change.reason
         head, middle, tail = canonical_parts(
@@ -194,21 +205,23 @@ def stage(conn: Connection, items: Sequence[tuple[Change, str, str | None]]) -> 
             changes=change.changes,
             reason=why,
         )
-        rows.append(
-            {
-                "actor": actor,
-                "action": change.action,
-                "record_type": change.record_type,
-                "record_id": change.record_id,
-                "changes": jsonable(change.changes),
-                "reason": why,
-                "head": head,
-                "middle": middle,
-                "tail": tail,
-            }
-        )
-    if rows:
-        conn.execute(insert(PENDING), rows)
+        row = (actor, change.action, change.record_type, change.record_id, _dumps(jsonable(change.changes)))
+        for name, value in zip(_STAGED, (*row, why, head, middle, tail), strict=True):
+            columns[name].append(value)
+    if items:
+        conn.execute(_STAGE, columns)  # one statement whatever the count (executemany costs more)
+
+
+def warm_sealing(conn: Connection) -> None:
+    """PostgreSQL: run the sealing trigger once in this connection and roll it back (nothing stays).
+
+    A connection's first seal compiles the trigger and plans its statements, several milliseconds
+    spent while holding the trail's lock; a pool opened at start (``domain.db.warm_pool``) pays that
+    here instead of in the first burst of commits."""
+    with conn.begin_nested() if conn.in_transaction() else conn.begin() as tx:
+        stage(conn, [(Change("create", "warm-up", "0", {}), "system", None)])
+        conn.execute(text("SET CONSTRAINTS audit_pending_seal IMMEDIATE"))
+        tx.rollback()
 
 
 def append_attributed(conn: Connection, items: Sequence[tuple[Change, str, str | None]]) -> int:

@@ -19,6 +19,7 @@ from domain.audit.chain import GENESIS, entry_content, entry_hash
 from domain.audit.hooks import AuditError, record_rows
 from domain.audit.models import AuditEntry, AuditPending
 from domain.audit.verify import verify_chain
+from domain.db import warm_pool
 from domain.enums import MovementKind, QcStatus
 from domain.models import Lot, LotHold, Product, User
 from domain.tasks.models import Task
@@ -475,6 +476,23 @@ async def test_small_and_bulk_transactions_interleave_into_one_chain_stamped_in_
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
     assert len([e for e in entries if e.record_type == "lot"]) == 6 * 1 + 6 * 5
     assert all(a.at <= b.at for a, b in itertools.pairwise(entries))
+    async with store.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(AuditPending)) == 0
+        assert (await verify_chain(s)).ok
+
+
+async def test_warming_the_pool_opens_its_connections_and_leaves_the_trail_as_it_was(store):
+    """At start the API opens its pool and runs the sealing trigger once per connection, rolled back:
+    the trail gains nothing and still verifies, and the next commit chains after the last entry."""
+    lot_id = await _lot_with_history(store, updates=1)
+    before = [(e.seq, e.hash) for e in await _entries(store)]
+    opened = await warm_pool(store.engine)
+    assert opened == (0 if store.dialect == "sqlite" else store.engine.pool.size())
+    assert [(e.seq, e.hash) for e in await _entries(store)] == before
+    async with store.sessions() as s, s.begin():
+        (await s.get(Lot, lot_id)).quantity = 99
+    entries = await _entries(store)
+    assert [e.seq for e in entries] == list(range(1, len(before) + 2))
     async with store.sessions() as s:
         assert await s.scalar(select(func.count()).select_from(AuditPending)) == 0
         assert (await verify_chain(s)).ok
