@@ -14,8 +14,10 @@ Run: ``.venv/bin/python bench/recall_fanout.py [--consignees 10000] [--db sqlite
 3. Through the API, QA posts the recall and the manager signs the approval. Measures the time from the
    sign-off response until every consignee's first notice was accepted by the SMTP server and by the
    SMS endpoint (target ≤ 60 s), notices per second per channel, and the workflow's history length.
-4. Posts N acknowledgements to the signed links from concurrent clients (httpx, ``--concurrency`` in
-   flight): rate (target ≥ 300/s), p50/p95/p99 latency (target p99 ≤ 200 ms), and that none was lost
+4. Posts N acknowledgements to the signed links from concurrent clients (aiohttp, up to
+   ``--concurrency`` in flight), by default arriving at the target's 300 per second (open loop: a
+   latency counts from the request's due time, so a stall is not hidden): the rate sustained (target
+   ≥ 300/s, and the slowest whole second), p50/p95/p99 latency (target p99 ≤ 200 ms), and that none was lost
    (exactly N responses and N acknowledged consignees in the store). The recall then completes (every
    quantity reconciles); the history length is read again (target < 5,000 events).
 5. Prints a table (with the CPU seconds each process spent in each phase: on a shared machine they say
@@ -75,7 +77,10 @@ class Config:
     db: str = "sqlite"
     acks: int | None = None  # default: one per consignee
     concurrency: int = 64
-    ack_rate: float = 0.0  # 0: closed loop (as fast as ``concurrency`` allows); else arrivals per second
+    # Arrivals per second (open loop), by default the target's: "300 per second sustained, p99 ≤ 200 ms"
+    # is a latency at that rate. 0: closed loop, as fast as ``concurrency`` clients go, which measures
+    # capacity; its latencies are queueing (Little's law: about concurrency / rate each), not service.
+    ack_rate: float = TARGETS["ack_rate_per_s"]
     api_workers: int = 1
     jurisdiction: str = "CN"  # CN: NMPA level 2; US: FDA class II
     sms_endpoint: str = "api"  # api: the local Twilio endpoint inside the API, as `make run` has it; own
@@ -1139,8 +1144,8 @@ def parse(argv: list[str] | None = None) -> Config:
     add(
         "--ack-rate",
         type=float,
-        default=0.0,
-        help="open loop: acknowledgements per second (default 0: closed)",
+        default=Config.ack_rate,
+        help="open loop: acknowledgements arriving per second (default 300, the target); 0: closed loop",
     )
     add("--api-workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     add(

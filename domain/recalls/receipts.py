@@ -9,6 +9,7 @@ so a receipt is never left unapplied beside its recorded notice.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.recalls.models import DeliveryReceipt, Notice, NoticeEvent, RecallConsignee
 from domain.recalls.payloads import ConsigneeState, NoticeState
-from domain.recalls.service import advance_in_store
+from domain.recalls.service import advance_in_store, states_below
 
 # Provider statuses, mapped onto the notice's receipt ladder ("sent"/"queued" add nothing we lack).
 DELIVERY = {
@@ -66,7 +67,14 @@ async def record_receipt(
     Usually the notice is recorded already: one read (the notice, and any receipt of it still
     pending), the receipt stored as applied, and the notice's progress. A receipt that overtook the
     sender's record waits for the sender's transaction (:func:`lock_messages`) and looks again; if the
-    notice is still not recorded, the receipt is stored pending and the sender applies it."""
+    notice is still not recorded, the receipt is stored pending and the sender applies it.
+
+    On PostgreSQL the usual case is one statement (:data:`_RECORD_AND_APPLY`); the others take the
+    statements below."""
+    if session.get_bind().dialect.name == "postgresql" and await _record_and_apply_in_one_statement(
+        session, provider_id=provider_id, status=status, error_code=error_code, channel=channel
+    ):
+        return
     found = await _notice_of(session, provider_id)
     if not found:
         await lock_messages(session, [provider_id])
@@ -98,6 +106,80 @@ async def record_receipt(
             _Receipt(provider_id, status, error_code, channel, *notice[:4]),
         ],
     )
+
+
+def _sql_list(states) -> str:
+    return ", ".join(f"'{s.value}'" for s in states)
+
+
+_MOVABLE = _sql_list((NoticeState.sent, NoticeState.sending))
+# PostgreSQL, the usual case of :func:`record_receipt` in one statement: the notice is recorded and no
+# receipt of it is pending (else nothing happens here and the caller takes the general path). The
+# receipt is stored as applied; a delivery or failure moves the notice from sent (or sending) only,
+# a delivery climbs the consignee's ladder (never down) and stamps it once, and a move is put on the
+# timeline: what :func:`_apply_outcomes` does for one receipt.
+_RECORD_AND_APPLY = text(
+    f"""
+    WITH n AS (
+        SELECT n.id, n.recall_id, n.consignee_id, rc.id AS rc_id
+          FROM notices n
+          LEFT JOIN recall_consignees rc ON rc.recall_id = n.recall_id AND rc.consignee_id = n.consignee_id
+         WHERE n.provider_id = :pid
+           AND NOT EXISTS (SELECT 1 FROM delivery_receipts d WHERE d.provider_id = :pid AND NOT d.applied)
+         ORDER BY n.id
+         LIMIT 1
+    ), receipt AS (
+        INSERT INTO delivery_receipts (provider_id, channel, status, error_code, received_at, applied)
+        SELECT :pid, :channel, :status, :error_code, :at, true FROM n
+        RETURNING id
+    ), moved AS (
+        UPDATE notices
+           SET state = CAST(:outcome AS varchar),
+               delivered_at = CASE WHEN CAST(:outcome AS varchar) = '{NoticeState.delivered.value}'
+                                   THEN :at ELSE delivered_at END,
+               error = CASE WHEN CAST(:outcome AS varchar) = '{NoticeState.failed.value}'
+                            THEN :error ELSE error END
+         WHERE id = (SELECT id FROM n) AND CAST(:outcome AS varchar) IS NOT NULL AND state IN ({_MOVABLE})
+        RETURNING id
+    ), climbed AS (
+        UPDATE recall_consignees rc
+           SET state = CASE WHEN rc.state IN ({_sql_list(states_below(ConsigneeState.delivered))})
+                            THEN '{ConsigneeState.delivered.value}' ELSE rc.state END,
+               delivered_at = COALESCE(rc.delivered_at, :at)
+         WHERE rc.id = (SELECT rc_id FROM n)
+           AND CAST(:outcome AS varchar) = '{NoticeState.delivered.value}'
+           AND EXISTS (SELECT 1 FROM moved)
+    ), event AS (
+        INSERT INTO notice_events (recall_id, consignee_id, notice_id, kind, channel, at, detail)
+        SELECT n.recall_id, n.consignee_id, n.id, CAST(:outcome AS varchar), :channel, :at,
+               CAST(:detail AS json)
+          FROM n WHERE EXISTS (SELECT 1 FROM moved)
+    )
+    SELECT count(*) FROM n
+    """
+)
+
+
+async def _record_and_apply_in_one_statement(
+    session: AsyncSession, *, provider_id: str, status: str, error_code: str | None, channel: str
+) -> bool:
+    """:data:`_RECORD_AND_APPLY`; False when it did nothing (the general path applies)."""
+    outcome = DELIVERY.get(status)
+    kind = "permanent" if status == "failed" else "temporary"
+    handled = await session.scalar(
+        _RECORD_AND_APPLY,
+        {
+            "pid": provider_id,
+            "channel": channel,
+            "status": status,
+            "error_code": error_code,
+            "at": datetime.now(UTC),
+            "outcome": outcome.value if outcome else None,
+            "error": f"{kind}: {error_code or ''} {status}".strip(),
+            "detail": json.dumps({"sid": provider_id, "status": status}),
+        },
+    )
+    return bool(handled)
 
 
 class _Receipt(NamedTuple):

@@ -497,6 +497,14 @@ def advance_state(rc: RecallConsignee, state: ConsigneeState, at: datetime) -> b
     return True
 
 
+def states_below(state: ConsigneeState) -> list[ConsigneeState]:
+    """The states a consignee may climb to ``state`` from (the ladder below it; unreachable too,
+    which a later delivery or answer overturns)."""
+    if state == ConsigneeState.unreachable:
+        return [ConsigneeState.planned]
+    return [*_LADDER[: _LADDER.index(state)], ConsigneeState.unreachable]
+
+
 async def advance_in_store(
     session: AsyncSession,
     *,
@@ -511,10 +519,7 @@ async def advance_in_store(
     (the stamp and the state together) and returns how many rows it touched, stamp or state."""
     if not recall_consignee_ids:
         return 0
-    if state == ConsigneeState.unreachable:
-        below = [ConsigneeState.planned]
-    else:
-        below = [*_LADDER[: _LADDER.index(state)], ConsigneeState.unreachable]
+    below = states_below(state)
     stamp = _STAMP.get(state)
     if stamp and not count_moved:
         column = getattr(RecallConsignee, stamp)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 
 from domain.models import Shipment, ShipmentLine
 from domain.recalls import service as recalls
-from domain.recalls.models import DeliveryReceipt, Notice, RecallConsignee
+from domain.recalls.models import DeliveryReceipt, Notice, NoticeEvent, RecallConsignee
 from domain.recalls.payloads import Channel, ConsigneeState, NoticeState
 from domain.recalls.receipts import apply_receipts, record_receipt
 from tests import factories as f
@@ -133,3 +133,58 @@ async def test_a_receipt_arriving_while_the_sender_records_its_message_is_applie
     async with store.sessions() as s:
         assert (await s.get(Notice, notice_id)).state == NoticeState.delivered
         assert await s.scalar(select(func.count()).where(DeliveryReceipt.applied.is_(False))) == 0
+
+
+async def _receipt(store, sid: str, status: str, error_code: str | None = None) -> None:
+    async with store.sessions() as s, s.begin():
+        await record_receipt(s, provider_id=sid, status=status, error_code=error_code)
+
+
+async def test_receipts_of_a_recorded_message_move_the_notice_and_the_consignee_once(store):
+    """The usual case (on PostgreSQL one statement): "sent" is stored and moves nothing; "delivered"
+    moves the notice and the consignee's ladder with one timeline event; a repeat is stored, moves
+    nothing and adds no event; a failure after delivery changes nothing either."""
+    async with store.sessions() as s, s.begin():
+        notice = await _one_notice(s)
+        notice.state, notice.provider_id = NoticeState.sent, "SM9"
+        recalls.advance_state(await s.scalar(select(RecallConsignee)), ConsigneeState.sent, notice.planned_at)
+        notice_id = notice.id
+
+    async def state() -> tuple:
+        async with store.sessions() as s:
+            n = await s.get(Notice, notice_id)
+            rc = await s.scalar(select(RecallConsignee))
+            events = [(e.kind, e.channel, e.detail) for e in await s.scalars(select(NoticeEvent))]
+            receipts = [(r.status, r.applied) for r in await s.scalars(select(DeliveryReceipt))]
+            return n.state, n.delivered_at, rc.state, rc.delivered_at, events, receipts
+
+    await _receipt(store, "SM9", "sent")
+    n_state, _at, rc_state, rc_at, events, receipts = await state()
+    assert (n_state, rc_state, rc_at, events, receipts) == (
+        NoticeState.sent,
+        ConsigneeState.sent,
+        None,
+        [],
+        [("sent", True)],
+    )
+    await _receipt(store, "SM9", "delivered")
+    await _receipt(store, "SM9", "delivered")
+    await _receipt(store, "SM9", "failed", "30003")
+    n_state, n_at, rc_state, rc_at, events, receipts = await state()
+    assert n_state == NoticeState.delivered and rc_state == ConsigneeState.delivered
+    assert n_at is not None and rc_at is not None
+    assert events == [("delivered", "sms", {"sid": "SM9", "status": "delivered"})]
+    assert receipts == [("sent", True), ("delivered", True), ("delivered", True), ("failed", True)]
+
+
+async def test_an_undelivered_receipt_fails_the_notice_with_the_providers_code(store):
+    async with store.sessions() as s, s.begin():
+        notice = await _one_notice(s)
+        notice.state, notice.provider_id = NoticeState.sent, "SM8"
+        notice_id = notice.id
+    await _receipt(store, "SM8", "undelivered", "30005")
+    async with store.sessions() as s:
+        n = await s.get(Notice, notice_id)
+        assert (n.state, n.error) == (NoticeState.failed, "temporary: 30005 undelivered")
+        assert [e.kind for e in await s.scalars(select(NoticeEvent))] == ["failed"]
+        assert (await s.scalar(select(RecallConsignee))).delivered_at is None
