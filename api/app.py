@@ -56,41 +56,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     # Each area registers its router here.
-    from api.routes import recalls as _recalls
-
-    app.include_router(_recalls.router)  # noqa: E702, I001
-    from api.routes import tasks as _tasks
-
-    app.include_router(_tasks.router)  # noqa: E702, I001
-    from api.routes import acknowledgements as _acks
-
-    app.include_router(_acks.router)  # noqa: E702, I001
-    from api.routes import auth as _auth
-
-    app.include_router(_auth.router)  # noqa: E702, I001
-    from api.routes import trace as _trace
-
-    app.include_router(_trace.router)  # noqa: E702, I001
-    from api.routes import imports as _imports
-
-    app.include_router(_imports.router)  # noqa: E702, I001
-    from api.routes import capa as _capa
-
-    app.include_router(_capa.router)  # noqa: E702, I001
-    from api.routes import quality as _quality
-
-    app.include_router(_quality.router)  # noqa: E702, I001
-    from api.routes import audit as _audit
-
-    app.include_router(_audit.router)  # noqa: E702, I001
-    from api.routes import changes as _changes
-
-    app.include_router(_changes.router)  # noqa: E702, I001
-    if settings.dev_endpoints:
-        from api.routes import dev as _dev
-
-        app.include_router(_dev.router)  # noqa: E701, E702, I001
-    from api.pages import install as _pages
-
-    _pages(app, settings)  # noqa: E702, I001  # pages, session, /static
+    from api.routes import recalls as _recalls; app.include_router(_recalls.router)  # noqa: E702, I001
+    from api.routes import tasks as _tasks; app.include_router(_tasks.router)  # noqa: E702, I001
+    from api.routes import acknowledgements as _acks; app.include_router(_acks.router)  # noqa: E702, I001
+    from api.routes import auth as _auth; app.include_router(_auth.router)  # noqa: E702, I001
+    from api.routes import trace as _trace; app.include_router(_trace.router)  # noqa: E702, I001
+    from api.routes import imports as _imports; app.include_router(_imports.router)  # noqa: E702, I001
+    from api.routes import capa as _capa; app.include_router(_capa.router)  # noqa: E702, I001
+    from api.routes import quality as _quality; app.include_router(_quality.router)  # noqa: E702, I001
+    from api.routes import audit as _audit; app.include_router(_audit.router)  # noqa: E702, I001
+    from api.routes import changes as _changes; app.include_router(_changes.router)  # noqa: E702, I001
+    if settings.dev_endpoints: from api.routes import dev as _dev; app.include_router(_dev.router)  # noqa: E701, E702, I001
+    from api.pages import install as _pages; _pages(app, settings)  # noqa: E702, I001  # pages, session, /static
     return app
