@@ -201,7 +201,11 @@ class RecallStore:
 
     @activity.defn(name=names.PROGRESS)
     async def progress(self, recall_id: int) -> Progress:
-        """Counts by receipt state, read from the store."""
+        """Counts by receipt state, read from the store; first, call tasks made moot by an
+        acknowledgement since they were opened are closed (the workflow looks here at every timer and
+        whenever inbound facts wake it)."""
+        async with transaction(self.sessions) as s:
+            await recalls.close_moot_calls(s, recall_id=recall_id)
         async with self.sessions() as s:
             return await recalls.progress(s, recall_id=recall_id)
 
@@ -230,7 +234,7 @@ class RecallStore:
                     s,
                     spec=TaskSpec(
                         process="recall",
-                        kind="call_consignee",
+                        kind=recalls.CALL_TASK,
                         title=f"{recall.reference}: call {consignee.name} ({consignee.phone or 'no phone'})",
                         record_type="recall",
                         record_id=recall.id,
@@ -239,7 +243,7 @@ class RecallStore:
                         priority=1,
                         due_at=datetime.now(UTC) + timedelta(hours=4),
                         workflow_id=recall.workflow_id,
-                        business_key=f"recall-{recall.id}-call-{consignee.id}",
+                        business_key=recalls.call_task_key(recall.id, consignee.id),
                         details={
                             "consignee_code": consignee.code,
                             "phone": consignee.phone,

@@ -30,6 +30,8 @@ from domain.recalls.models import (
     ResponseQuantity,
 )
 from domain.recalls.payloads import ConsigneeState, Progress, RecallStatus, ScopeSummary
+from domain.tasks.models import Task
+from domain.tasks.payloads import TaskStatus
 
 FDA_CLASSES = ("I", "II", "III")
 JURISDICTIONS = ("CN", "US", "EU")
@@ -347,6 +349,56 @@ async def contain(session: AsyncSession, *, recall_id: int, user: str | None = N
         )
         held += 1
     return held
+
+
+CALL_TASK = "call_consignee"
+
+
+def call_task_key(recall_id: int, consignee_id: int) -> str:
+    """The business key of the call task opened for a consignee who missed the recall's deadline."""
+    return f"recall-{recall_id}-call-{consignee_id}"
+
+
+async def close_moot_calls(session: AsyncSession, *, recall_id: int, at: datetime | None = None) -> int:
+    """Cancel the open call tasks of consignees who have acknowledged since they were opened (nobody
+    should phone a hospital that has answered); returns how many. One read of the open call tasks, one
+    of who among them acknowledged, one UPDATE (audited: tasks are regulated records)."""
+    open_calls = {
+        key: task_id
+        for task_id, key in await session.execute(
+            select(Task.id, Task.business_key).where(
+                Task.record_type == "recall",
+                Task.record_id == recall_id,
+                Task.kind == CALL_TASK,
+                Task.status == TaskStatus.open,
+            )
+        )
+    }
+    if not open_calls:
+        return 0
+    answered = await session.execute(
+        select(RecallConsignee.consignee_id, RecallConsignee.acknowledged_at).where(
+            RecallConsignee.recall_id == recall_id, RecallConsignee.acknowledged_at.is_not(None)
+        )
+    )
+    moot = [
+        open_calls[key]
+        for consignee_id, _at in answered
+        if (key := call_task_key(recall_id, consignee_id)) in open_calls
+    ]
+    if not moot:
+        return 0
+    res = await session.execute(
+        update(Task)
+        .where(Task.id.in_(moot), Task.status == TaskStatus.open)
+        .values(
+            status=TaskStatus.cancelled,
+            completed_at=at or datetime.now(UTC),
+            outcome="the consignee acknowledged the recall; no call is needed",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return res.rowcount or 0
 
 
 async def progress(session: AsyncSession, *, recall_id: int) -> Progress:

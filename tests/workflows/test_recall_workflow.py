@@ -15,10 +15,12 @@ from api.security import Principal, issue_token
 from domain.enums import Role, StockStatus
 from domain.inventory import active_holds, balance
 from domain.models import DevSmsMessage
-from domain.recalls.models import Notice, Recall, RecallConsignee, RecallReport
-from domain.recalls.payloads import RecallOutcome, RecallStatus
+from domain.recalls import acknowledgements as acks
+from domain.recalls.models import Notice, Recall, RecallConsignee, RecallExposure, RecallReport
+from domain.recalls.payloads import RecallOutcome, RecallStatus, WakeUp
+from domain.recalls.service import call_task_key
 from domain.tasks.models import Signature, Task
-from domain.tasks.payloads import SignatureMeaning, SignOff, SignOffResult
+from domain.tasks.payloads import SignatureMeaning, SignOff, SignOffResult, TaskStatus
 from notifications.devmail import list_messages
 from tests.workflows.conftest import (
     ON_BOTH_DATABASES,
@@ -221,6 +223,33 @@ async def test_follow_up_resends_switches_and_marks_overdue_then_reports(recall_
         )
     status = await handle.query("status")
     assert status["status"] == RecallStatus.in_progress.value
+
+    # A late answer makes its call task moot: the workflow closes it when the answer wakes it.
+    async with stack.sessions() as s, s.begin():
+        rc = await s.scalar(select(RecallConsignee).order_by(RecallConsignee.id).limit(1))
+        lot_id = await s.scalar(
+            select(RecallExposure.lot_id).where(
+                RecallExposure.recall_id == rc.recall_id, RecallExposure.consignee_id == rc.consignee_id
+            )
+        )
+        form = acks.AckForm.model_validate(
+            {"received_and_understood": True, "name": "Dr Late", "quantities": [{"lot_id": lot_id}]}
+        )
+        assert (await acks.record_web_response(s, recall_consignee_id=rc.id, form=form)).recorded
+    await handle.signal("wake_up", WakeUp())
+
+    async def call_closed(s):
+        key = call_task_key(rc.recall_id, rc.consignee_id)
+        cancelled = Task.status == TaskStatus.cancelled
+        return await s.scalar(select(Task).where(Task.business_key == key, cancelled))
+
+    closed = await wait_for(call_closed, stack)
+    assert "acknowledged" in closed.outcome
+    async with stack.sessions() as s:
+        still_open = await s.scalar(
+            select(func.count()).where(Task.kind == "call_consignee", Task.status == TaskStatus.open)
+        )
+        assert still_open == 2  # the two consignees who have not answered are still to be called
 
 
 @ON_BOTH_DATABASES
