@@ -39,6 +39,7 @@ from notifications.content import (
     SmsSpec,
 )
 from notifications.email import EmailChannel
+from notifications.labels import regulators_informed
 from notifications.sms import SmsChannel
 from workflows import names
 
@@ -47,12 +48,6 @@ from workflows import names
 # with bench/recall_fanout.py (2,000 consignees, PostgreSQL): 2 pages, 8 SMS in flight 22.6 s; 32 SMS
 # in flight 16.9 s; 4 pages 16.4 s (the CPU, not the lanes, is the limit there).
 PAGES_IN_FLIGHT = 3
-
-REGULATORS = {
-    "CN": "NMPA (provincial medical products administration)",
-    "US": "FDA",
-    "EU": "competent authority",
-}
 
 
 def channels_for(
@@ -352,7 +347,7 @@ class NoticeSender:
             forward_to_sub_accounts=True,
             required_actions=[RequiredAction(a) for a in recall.required_actions]
             or [RequiredAction.stop_use],
-            regulators_informed=[REGULATORS[j] for j in recall.jurisdictions],
+            regulators_informed=regulators_informed(recall.jurisdictions, Language(consignee.language)),
             contact=Contact(
                 name=st.recall_contact_name, phone=st.recall_contact_phone, email=st.recall_contact_email
             ),

@@ -17,6 +17,22 @@ TITLES: dict[tuple[str, Language], str] = {
     ("EU", Language.en): "Urgent Field Safety Notice",
 }
 
+# The authorities a recall is reported to, by jurisdiction, as a notice in each language names them.
+REGULATORS: dict[str, dict[Language, str]] = {
+    "CN": {
+        Language.zh_CN: "所在地省级药品监督管理部门",
+        Language.en: "NMPA (provincial medical products administration)",
+    },
+    "US": {Language.zh_CN: "美国食品药品监督管理局（FDA）", Language.en: "FDA"},
+    "EU": {Language.zh_CN: "欧盟成员国主管当局", Language.en: "competent authority"},
+}
+
+
+def regulators_informed(jurisdictions: list[str], language: Language) -> list[str]:
+    """The regulators a recall in these jurisdictions has been reported to, in ``language``."""
+    return [REGULATORS[j][language] for j in jurisdictions]
+
+
 LABELS: dict[Language, dict[str, str]] = {
     Language.zh_CN: {
         "date": "日期",
