@@ -54,9 +54,12 @@ async def warm_pool(engine: AsyncEngine) -> int:
         return 0
     from domain.audit.chain import warm_sealing  # here: the audit modules import the models
 
-    conns = []
+    kept = engine.pool.size()
+    opened = await asyncio.gather(*(engine.connect() for _ in range(kept)), return_exceptions=True)
+    conns = [c for c in opened if not isinstance(c, BaseException)]
     try:
-        conns = list(await asyncio.gather(*(engine.connect() for _ in range(engine.pool.size()))))
+        if len(conns) < len(opened):
+            raise next(c for c in opened if isinstance(c, BaseException))
         # Also asyncpg's codec for bigint[] (lists of ids), which it otherwise asks the server for the
         # first time each connection meets one, inside someone's transaction.
         await asyncio.gather(*(c.execute(_WARM, {"ids": [1]}) for c in conns))
@@ -64,7 +67,7 @@ async def warm_pool(engine: AsyncEngine) -> int:
             await c.run_sync(warm_sealing)
             await c.commit()
     except (OSError, SQLAlchemyError) as exc:
-        log.warning("could not open the database's connections at start: %s", exc)
+        log.warning("could not open and warm the database's connections at start: %s", exc)
     finally:
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
     return len(conns)

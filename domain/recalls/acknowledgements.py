@@ -285,7 +285,7 @@ _ANSWER_COLUMNS = (
 )
 # PostgreSQL: claim, response, quantities and the timeline's event in one statement. Its sub-statements
 # share one snapshot, and each row it creates comes back for the audit trail (quantities as JSON: all
-# integers). ``response_id`` is NULL when the claim succeeded but a response existed (SMS first).
+# integers). The response's columns are NULL when the claim succeeded but a response existed (SMS first).
 _RECORD_ONE_STATEMENT = text(
     f"""
     WITH claim AS (
