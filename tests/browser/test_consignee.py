@@ -47,7 +47,8 @@ async def test_a_consignee_acknowledges_on_a_phone_without_javascript(browser, r
         assert created["reference"] in body and h1.name in body
         assert "Seal may leak" in body and "Leak can delay infusion therapy" in body
         assert "P-100" in body and "P-101" in body
-        assert "本次召回已报告：所在地省级药品监督管理部门" in body  # the regulators informed, as in the e-mail
+        # The regulators informed, worded as in the e-mail.
+        assert "本次召回已报告：所在地省级药品监督管理部门" in body
         assert "所在地省级药品监督管理部门" in (mail.text or "")
         for code in ("H2", "H3"):
             assert hospitals[code].name not in body and hospitals[code].email not in body
