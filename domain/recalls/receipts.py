@@ -149,6 +149,7 @@ _RECORD_AND_APPLY = text(
          WHERE rc.id = (SELECT rc_id FROM n)
            AND CAST(:outcome AS varchar) = '{NoticeState.delivered.value}'
            AND EXISTS (SELECT 1 FROM moved)
+           AND (rc.state IN ({_sql_list(states_below(ConsigneeState.delivered))}) OR rc.delivered_at IS NULL)
     ), event AS (
         INSERT INTO notice_events (recall_id, consignee_id, notice_id, kind, channel, at, detail)
         SELECT n.recall_id, n.consignee_id, n.id, CAST(:outcome AS varchar), :channel, :at,

@@ -364,7 +364,7 @@ async def close_moot_calls(session: AsyncSession, *, recall_id: int, at: datetim
     should phone a hospital that has answered); returns how many. One read of the open call tasks, one
     of who among them acknowledged, one UPDATE (audited: tasks are regulated records)."""
     open_calls = {
-        key: task_id
+        int(key.rsplit("-", 1)[1]): task_id  # consignee id -> task id (see call_task_key)
         for task_id, key in await session.execute(
             select(Task.id, Task.business_key).where(
                 Task.record_type == "recall",
@@ -376,15 +376,15 @@ async def close_moot_calls(session: AsyncSession, *, recall_id: int, at: datetim
     }
     if not open_calls:
         return 0
-    answered = await session.execute(
-        select(RecallConsignee.consignee_id, RecallConsignee.acknowledged_at).where(
-            RecallConsignee.recall_id == recall_id, RecallConsignee.acknowledged_at.is_not(None)
-        )
-    )
     moot = [
-        open_calls[key]
-        for consignee_id, _at in answered
-        if (key := call_task_key(recall_id, consignee_id)) in open_calls
+        open_calls[consignee_id]
+        for consignee_id in await session.scalars(
+            select(RecallConsignee.consignee_id).where(
+                RecallConsignee.recall_id == recall_id,
+                RecallConsignee.consignee_id.in_(list(open_calls)),
+                RecallConsignee.acknowledged_at.is_not(None),
+            )
+        )
     ]
     if not moot:
         return 0
