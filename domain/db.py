@@ -48,7 +48,7 @@ _WARM = text("SELECT CAST(:ids AS bigint[])")
 
 async def warm_pool(engine: AsyncEngine) -> int:
     """Open the pool's kept connections now (PostgreSQL), so the first burst of requests does not pay
-    for connecting, authenticating and introspecting types on each; returns how many are open. A
+    for connecting, authenticating and introspecting types on each; returns how many it warmed. A
     database that cannot be reached now is not an error here: connections are opened on demand."""
     if engine.dialect.name == "sqlite":
         return 0
@@ -57,6 +57,7 @@ async def warm_pool(engine: AsyncEngine) -> int:
     kept = engine.pool.size()
     opened = await asyncio.gather(*(engine.connect() for _ in range(kept)), return_exceptions=True)
     conns = [c for c in opened if not isinstance(c, BaseException)]
+    warmed = 0
     try:
         if len(conns) < len(opened):
             raise next(c for c in opened if isinstance(c, BaseException))
@@ -66,11 +67,12 @@ async def warm_pool(engine: AsyncEngine) -> int:
         for c in conns:  # one at a time: each takes the audit trail's lock for a moment
             await c.run_sync(warm_sealing)
             await c.commit()
+            warmed += 1
     except (OSError, SQLAlchemyError) as exc:
         log.warning("could not open and warm the database's connections at start: %s", exc)
     finally:
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
-    return len(conns)
+    return warmed
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -19,7 +19,7 @@ from domain import inventory
 from domain.audit import acting_as
 from domain.audit.models import AuditEntry
 from domain.audit.verify import verify_chain
-from domain.db import make_engine, make_session_factory
+from domain.db import make_engine, make_session_factory, warm_pool
 from domain.db_roles import grant_app_role
 from domain.enums import MovementKind
 from domain.errors import Conflict, InvalidInput
@@ -76,6 +76,10 @@ async def test_the_app_role_appends_to_the_trail_but_cannot_rewrite_or_unprotect
             entries = list(await s.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
         assert [(e.record_type, e.action) for e in entries][-1] == ("lot", "update")
         assert entries[-1].actor == "qa.li"
+        # The API's start under the role: its pool is opened and the sealing trigger warmed, writing nothing.
+        assert await warm_pool(app) == app.pool.size()
+        async with sessions() as s:
+            assert await s.scalar(select(func.count()).select_from(AuditEntry)) == len(entries)
 
         for sql in (
             "UPDATE audit_entries SET actor = 'someone else'",
