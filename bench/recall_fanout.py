@@ -15,7 +15,7 @@ Run: ``.venv/bin/python bench/recall_fanout.py [--consignees 10000] [--db sqlite
    sign-off response until every consignee's first notice was accepted by the SMTP server and by the
    SMS endpoint (target ≤ 60 s), notices per second per channel, and the workflow's history length.
 4. Posts N acknowledgements to the signed links from concurrent clients (aiohttp, up to
-   ``--concurrency`` in flight), by default arriving at the target's 300 per second (open loop: a
+   ``--concurrency`` in flight), by default arriving at 315 per second, 5% above the target (open loop: a
    latency counts from the request's due time, so a stall is not hidden): the rate sustained (target
    ≥ 300/s, and the slowest whole second), p50/p95/p99 latency (target p99 ≤ 200 ms), and that none was lost
    (exactly N responses and N acknowledged consignees in the store). The recall then completes (every
@@ -80,7 +80,9 @@ class Config:
     # Arrivals per second (open loop), by default the target's: "300 per second sustained, p99 ≤ 200 ms"
     # is a latency at that rate. 0: closed loop, as fast as ``concurrency`` clients go, which measures
     # capacity; its latencies are queueing (Little's law: about concurrency / rate each), not service.
-    ack_rate: float = TARGETS["ack_rate_per_s"]
+    # Offered 5% above the target, so that keeping up is a clear pass rather than one decided by the
+    # last answer's latency (10,000 at exactly 300/s take 33.3 s plus that latency: 299.9/s).
+    ack_rate: float = TARGETS["ack_rate_per_s"] * 1.05
     api_workers: int = 1
     jurisdiction: str = "CN"  # CN: NMPA level 2; US: FDA class II
     sms_endpoint: str = "api"  # api: the local Twilio endpoint inside the API, as `make run` has it; own
@@ -1048,12 +1050,13 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
     row("  slowest whole second", acks["slowest_full_second"], "/s", None, None)
     row("  p50 latency", acks["p50_ms"], "ms", None, None)
     row("  p95 latency", acks["p95_ms"], "ms", None, None)
-    row(
+    open_loop = acks["mode"].startswith("open")
+    row(  # a closed loop's latencies are its clients queueing (see Config.ack_rate): no verdict there
         "  p99 latency",
         acks["p99_ms"],
         "ms",
-        f"≤ {TARGETS['ack_p99_ms']:.0f}",
-        acks["p99_ms"] <= TARGETS["ack_p99_ms"],
+        f"≤ {TARGETS['ack_p99_ms']:.0f}" if open_loop else "(open loop)",
+        acks["p99_ms"] <= TARGETS["ack_p99_ms"] if open_loop else None,
     )
     answered = acks["statuses"].get("201", 0)
     row("  answered 201 Created", answered, "", f"= {n_posted:,}", answered == n_posted)
@@ -1145,7 +1148,7 @@ def parse(argv: list[str] | None = None) -> Config:
         "--ack-rate",
         type=float,
         default=Config.ack_rate,
-        help="open loop: acknowledgements arriving per second (default 300, the target); 0: closed loop",
+        help="open loop: acknowledgements arriving per second (default 315: the target + 5%%); 0: closed",
     )
     add("--api-workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     add(
