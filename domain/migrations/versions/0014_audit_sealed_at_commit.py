@@ -67,9 +67,11 @@ def upgrade() -> None:
             -- Everything that does not need the lock is done before it: this transaction's staged
             -- rows (only its own are visible: others' are uncommitted, or gone), and a first read of
             -- the trail, which in a new connection loads its catalog entries and plans (several
-            -- milliseconds that must not be spent while every other writer waits).
-            staged := ARRAY(SELECT s FROM audit_pending s ORDER BY s.id);
-            DELETE FROM audit_pending;
+            -- milliseconds that must not be spent while every other writer waits). The rows are
+            -- those from this one on (ids grow in insertion order, and an earlier row's own event
+            -- came first and sealed it).
+            staged := ARRAY(SELECT s FROM audit_pending s WHERE s.id >= NEW.id ORDER BY s.id);
+            DELETE FROM audit_pending WHERE id >= NEW.id;
             PERFORM 1 FROM audit_entries ORDER BY seq DESC LIMIT 1;
             PERFORM pg_advisory_xact_lock({ADVISORY_LOCK_KEY});
             -- A new snapshot (READ COMMITTED): the last entry the previous lock holder committed.
