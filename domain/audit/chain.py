@@ -164,7 +164,7 @@ def lock(conn: Connection) -> None:
 def guard_preimages(conn: Connection) -> None:
     """Make the rows read next as pre-images the latest committed, and keep them so until commit.
 
-    PostgreSQL: nothing to do here, the pre-images are read ``FOR UPDATE`` (which waits for a
+    PostgreSQL: nothing to do here, the pre-images are read ``FOR NO KEY UPDATE`` (which waits for a
     concurrent writer and returns its committed row). SQLite has no row locks: take its single write
     lock first, as :func:`lock` does.
     """

@@ -10,7 +10,7 @@ transaction. A rolled-back transaction or savepoint discards what it collected.
 Three paths reach the store through a session, and each is covered:
 - the unit of work (``session.add``, attribute changes, ``session.delete``): ``before_flush``
   collects updates and deletes with their old values, read from the database under a row lock
-  (``FOR UPDATE``; SQLite: its write lock), so they are what the row really held, whatever the
+  (``FOR NO KEY UPDATE``; SQLite: its write lock), so they are what the row really held, whatever the
   session loaded; ``after_flush`` adds the creates (their keys exist by then);
 - ORM-enabled UPDATE and DELETE statements (``session.execute(update(Task)...)``): the rows they
   match are read before and after, and each real change is recorded;
@@ -329,7 +329,12 @@ def _row_changes(policy: AuditPolicy, action: str, table: Table, rows, before=No
 
 
 def _by_keys(conn: Connection, table: Table, keys: list[tuple], *, for_update: bool = False) -> list:
-    """Rows of ``table`` by primary key (``FOR UPDATE`` on PostgreSQL when asked)."""
+    """Rows of ``table`` by primary key (``FOR NO KEY UPDATE`` on PostgreSQL when asked).
+
+    A pre-image read locks as strongly as the UPDATE it precedes, no more: ``FOR NO KEY UPDATE`` holds
+    off every other writer of the row, yet lets a foreign-key check from another table through
+    (``FOR UPDATE`` would make every INSERT that names a recall, a response for instance, wait for
+    the transaction that touched the recall's row)."""
     pk = list(table.primary_key.columns)
     if not keys:
         return []
@@ -338,7 +343,7 @@ def _by_keys(conn: Connection, table: Table, keys: list[tuple], *, for_update: b
     else:
         where = or_(*(and_(*(c == v for c, v in zip(pk, k, strict=True))) for k in keys))
     stmt = select(*table.c).where(where)
-    return list(conn.execute(stmt.with_for_update() if for_update else stmt).mappings())
+    return list(conn.execute(stmt.with_for_update(key_share=True) if for_update else stmt).mappings())
 
 
 def _on_execute(orm_state: ORMExecuteState):
@@ -391,7 +396,7 @@ def _on_execute(orm_state: ORMExecuteState):
             keys = [tuple(p[mapper.get_property_by_column(c).key] for c in pk) for p in params]
             before_rows = _by_keys(conn, table, keys, for_update=True)
         else:
-            probe = select(*table.c).with_for_update()
+            probe = select(*table.c).with_for_update(key_share=True)
             if stmt.whereclause is not None:
                 probe = probe.where(stmt.whereclause)
             before_rows = list(conn.execute(probe, params or {}).mappings())
