@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from api.routes import health
 from domain.db import make_engine, make_session_factory, warm_pool
 from domain.errors import DomainError
+from lotline.heap import freeze_what_start_made
 from lotline.settings import Settings, get_settings
 
 
@@ -24,6 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = make_session_factory(engine)
         await warm_pool(engine)
+        freeze_what_start_made()  # lives as long as the process: out of every later GC pass
         try:
             yield
         finally:

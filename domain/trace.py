@@ -544,12 +544,16 @@ def _gc_paused() -> Iterator[None]:
     finds any garbage among them.
     """
     enabled = gc.isenabled()
+    # A process that froze what it made at start (the API and the worker: lotline/heap.py) keeps it
+    # frozen, which unfreeze would undo; there the new objects stay young, costing one scan of them.
+    frozen_base = gc.get_freeze_count() > 0
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
-        gc.unfreeze()
+        if not frozen_base:
+            gc.freeze()
+            gc.unfreeze()
         if enabled:
             gc.enable()
 
