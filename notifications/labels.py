@@ -33,6 +33,12 @@ def regulators_informed(jurisdictions: list[str], language: Language) -> list[st
     return [REGULATORS[j][language] for j in jurisdictions]
 
 
+def regulators_sentence(names: list[str], language: Language) -> str:
+    """The notice's sentence naming the regulators informed ("This action has been reported to: ...")."""
+    t = LABELS[Language(language)]
+    return t["regulators_informed"].format(names=t["list_sep"].join(names))
+
+
 LABELS: dict[Language, dict[str, str]] = {
     Language.zh_CN: {
         "date": "日期",

@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from domain.enums import Language
 from notifications.content import NoticeContent
-from notifications.labels import LABELS, SMS_MORE_LOTS, SMS_MORE_PRODUCTS, TITLES
+from notifications.labels import LABELS, SMS_MORE_LOTS, SMS_MORE_PRODUCTS, TITLES, regulators_sentence
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -64,7 +64,7 @@ def _view(content: NoticeContent, language: Language) -> dict[str, Any]:
         "shipped": shipped,
         "depth": t[f"depth.{content.depth.value}"],
         "actions": [t[f"action.{a.value}"] for a in content.required_actions],
-        "regulators": t["regulators_informed"].format(names=t["list_sep"].join(content.regulators_informed)),
+        "regulators": regulators_sentence(content.regulators_informed, language),
         "reply_by": t["reply_by"].format(date=content.reply_by.isoformat()),
         "reply_sms": t["reply_sms"].format(code=content.sms_reply_code),
     }

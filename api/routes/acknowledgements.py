@@ -24,7 +24,7 @@ from domain.recalls.links import ack_path, verify_ack
 from domain.recalls.models import Response as AckResponse
 from domain.recalls.receipts import record_receipt
 from lotline.temporal import connect
-from notifications.labels import LABELS, TITLES, regulators_informed
+from notifications.labels import LABELS, TITLES, regulators_informed, regulators_sentence
 
 router = APIRouter(tags=["acknowledgements"])
 QUANTITY_FIELDS = ("on_hand", "returned", "corrected", "destroyed", "used")
@@ -133,9 +133,7 @@ async def _page(
             "response_complete": bool(response and response.quantities_reported),
             "title": TITLES[(_jurisdiction(recall), lang)],
             "levels": _levels(recall, lang),
-            "regulators": LABELS[lang]["regulators_informed"].format(
-                names=LABELS[lang]["list_sep"].join(regulators_informed(recall.jurisdictions, lang))
-            ),
+            "regulators": regulators_sentence(regulators_informed(recall.jurisdictions, lang), lang),
             "manufacturer": settings.manufacturer_name,
             "contact": {
                 "name": settings.recall_contact_name,

@@ -87,21 +87,19 @@ def canonical(content: Mapping[str, Any]) -> bytes:
 
 
 def canonical_parts(
-    *,
-    actor: str,
-    action: str,
-    record_type: str,
-    record_id: str,
-    changes: Mapping[str, Any],
-    reason: str | None,
+    change: Change, *, actor: str, reason: str | None, changes_json: str
 ) -> tuple[str, str, str]:
     """The canonical JSON of an entry without its time and previous hash, as (head, middle, tail):
     ``head + json(at) + middle + json(prev_hash) + tail`` is exactly :func:`canonical` of
     :func:`entry_content` (its keys in sorted order: action, actor, at, changes, prev_hash, reason,
-    record_id, record_type). The database completes and hashes it at commit (migration 0014)."""
-    head = f'{{"action":{_dumps(action)},"actor":{_dumps(actor)},"at":'
-    middle = f',"changes":{_dumps(jsonable(changes))},"prev_hash":'
-    tail = f',"reason":{_dumps(reason)},"record_id":{_dumps(record_id)},"record_type":{_dumps(record_type)}}}'
+    record_id, record_type). ``changes_json`` is ``change.changes`` as canonical JSON, made once by the
+    caller, which stores it too. The database completes and hashes it at commit (migration 0014)."""
+    head = f'{{"action":{_dumps(change.action)},"actor":{_dumps(actor)},"at":'
+    middle = f',"changes":{changes_json},"prev_hash":'
+    tail = (
+        f',"reason":{_dumps(reason)},"record_id":{_dumps(change.record_id)},'
+        f'"record_type":{_dumps(change.record_type)}}}'
+    )
     return head, middle, tail
 
 
@@ -197,15 +195,9 @@ def stage(conn: Connection, items: Sequence[tuple[Change, str, str | None]]) -> 
     columns: dict[str, list[Any]] = {name: [] for name in _STAGED}
     for change, actor, reason in items:
         why = reason if reason is not None else change.reason
-        head, middle, tail = canonical_parts(
-            actor=actor,
-            action=change.action,
-            record_type=change.record_type,
-            record_id=change.record_id,
-            changes=change.changes,
-            reason=why,
-        )
-        row = (actor, change.action, change.record_type, change.record_id, _dumps(jsonable(change.changes)))
+        changes_json = _dumps(jsonable(change.changes))
+        head, middle, tail = canonical_parts(change, actor=actor, reason=why, changes_json=changes_json)
+        row = (actor, change.action, change.record_type, change.record_id, changes_json)
         for name, value in zip(_STAGED, (*row, why, head, middle, tail), strict=True):
             columns[name].append(value)
     if items:

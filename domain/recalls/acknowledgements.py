@@ -22,7 +22,7 @@ from domain.errors import InvalidInput, NotFound
 from domain.models import Consignee, Lot, Product
 from domain.recalls.models import Recall, RecallConsignee, RecallExposure, Response, ResponseQuantity
 from domain.recalls.payloads import ConsigneeState
-from domain.recalls.service import CLOSED_STATES, add_event, advance_in_store, refuse_if_closed
+from domain.recalls.service import CLOSED_STATES, add_event, advance_in_store, refuse_if_closed, sql_values
 
 # Replies that acknowledge receipt (the consignee's own code also does).
 ACK_WORDS = {"YES", "Y", "ACK", "OK", "确认", "收到", "是"}
@@ -277,7 +277,7 @@ async def _complete_response(
     await session.flush()
 
 
-_CLOSED = ", ".join(f"'{s.value}'" for s in CLOSED_STATES)
+_CLOSED = sql_values(CLOSED_STATES)
 _RESPONSE = Response.__table__
 _ANSWER_COLUMNS = (
     "received_and_understood, actions_completed, forwarded_to_sub_accounts, no_affected_stock, "

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.recalls.models import DeliveryReceipt, Notice, NoticeEvent, RecallConsignee
 from domain.recalls.payloads import ConsigneeState, NoticeState
-from domain.recalls.service import advance_in_store, states_below
+from domain.recalls.service import advance_in_store, sql_values, states_below
 
 # Provider statuses, mapped onto the notice's receipt ladder ("sent"/"queued" add nothing we lack).
 DELIVERY = {
@@ -108,11 +108,7 @@ async def record_receipt(
     )
 
 
-def _sql_list(states) -> str:
-    return ", ".join(f"'{s.value}'" for s in states)
-
-
-_MOVABLE = _sql_list((NoticeState.sent, NoticeState.sending))
+_MOVABLE = sql_values((NoticeState.sent, NoticeState.sending))
 # PostgreSQL, the usual case of :func:`record_receipt` in one statement: the notice is recorded and no
 # receipt of it is pending (else nothing happens here and the caller takes the general path). The
 # receipt is stored as applied; a delivery or failure moves the notice from sent (or sending) only,
@@ -143,13 +139,13 @@ _RECORD_AND_APPLY = text(
         RETURNING id
     ), climbed AS (
         UPDATE recall_consignees rc
-           SET state = CASE WHEN rc.state IN ({_sql_list(states_below(ConsigneeState.delivered))})
+           SET state = CASE WHEN rc.state IN ({sql_values(states_below(ConsigneeState.delivered))})
                             THEN '{ConsigneeState.delivered.value}' ELSE rc.state END,
                delivered_at = COALESCE(rc.delivered_at, :at)
          WHERE rc.id = (SELECT rc_id FROM n)
            AND CAST(:outcome AS varchar) = '{NoticeState.delivered.value}'
            AND EXISTS (SELECT 1 FROM moved)
-           AND (rc.state IN ({_sql_list(states_below(ConsigneeState.delivered))}) OR rc.delivered_at IS NULL)
+           AND (rc.state IN ({sql_values(states_below(ConsigneeState.delivered))}) OR rc.delivered_at IS NULL)
     ), event AS (
         INSERT INTO notice_events (recall_id, consignee_id, notice_id, kind, channel, at, detail)
         SELECT n.recall_id, n.consignee_id, n.id, CAST(:outcome AS varchar), :channel, :at,
@@ -166,7 +162,6 @@ async def _record_and_apply_in_one_statement(
 ) -> bool:
     """:data:`_RECORD_AND_APPLY`; False when it did nothing (the general path applies)."""
     outcome = DELIVERY.get(status)
-    kind = "permanent" if status == "failed" else "temporary"
     handled = await session.scalar(
         _RECORD_AND_APPLY,
         {
@@ -176,11 +171,17 @@ async def _record_and_apply_in_one_statement(
             "error_code": error_code,
             "at": datetime.now(UTC),
             "outcome": outcome.value if outcome else None,
-            "error": f"{kind}: {error_code or ''} {status}".strip(),
+            "error": _failure(status, error_code),
             "detail": json.dumps({"sid": provider_id, "status": status}),
         },
     )
     return bool(handled)
+
+
+def _failure(status: str, error_code: str | None) -> str:
+    """A failed notice's error: "failed" is permanent, "undelivered" temporary, with the provider's code."""
+    kind = "permanent" if status == "failed" else "temporary"
+    return f"{kind}: {error_code or ''} {status}".strip()
 
 
 class _Receipt(NamedTuple):
@@ -308,11 +309,10 @@ async def _apply_outcomes(session: AsyncSession, receipts: list[_Receipt]) -> No
     for r in first.values():
         if DELIVERY[r.status] != NoticeState.failed:
             continue
-        kind = "permanent" if r.status == "failed" else "temporary"
         failed = await session.execute(
             update(Notice)
             .where(Notice.id == r.notice_id, Notice.state.in_((NoticeState.sent, NoticeState.sending)))
-            .values(state=NoticeState.failed, error=f"{kind}: {r.error_code or ''} {r.status}".strip())
+            .values(state=NoticeState.failed, error=_failure(r.status, r.error_code))
             .returning(Notice.id)
         )
         if failed.first() is not None:

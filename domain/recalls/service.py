@@ -549,6 +549,12 @@ def advance_state(rc: RecallConsignee, state: ConsigneeState, at: datetime) -> b
     return True
 
 
+def sql_values(members) -> str:
+    """Enum members as a SQL list of string literals (``'a', 'b'``), for hand-written statements: only
+    for the store's own enums, whose values are fixed identifiers, never for anything a user typed."""
+    return ", ".join(f"'{m.value}'" for m in members)
+
+
 def states_below(state: ConsigneeState) -> list[ConsigneeState]:
     """The states a consignee may climb to ``state`` from (the ladder below it; unreachable too,
     which a later delivery or answer overturns)."""
