@@ -12,6 +12,7 @@ from api.routes import health
 from domain.db import make_engine, make_session_factory, warm_pool
 from domain.errors import DomainError
 from lotline.heap import freeze_what_start_made
+from lotline.loopwatch import watching
 from lotline.settings import Settings, get_settings
 
 
@@ -27,7 +28,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await warm_pool(engine)
         freeze_what_start_made()  # lives as long as the process: out of every later GC pass
         try:
-            yield
+            async with watching(settings.loop_stall_warn_ms) as app.state.loop_watch:
+                yield
         finally:
             if getattr(app.state, "recall_waker", None) is not None:
                 await app.state.recall_waker.close()  # wake-ups still due, before the store closes

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     default_language: str = "zh-CN"
     trace_max_depth: int = Field(default=200, description="genealogy levels a trace follows at most")
 
+    # Operations
+    loop_stall_warn_ms: int = Field(
+        default=250, ge=0, description="warn, with the stack, when the event loop stalls longer; 0 = off"
+    )
+
     # Embedded stack
     var_dir: Path = VAR_DIR
     seed_demo_data: bool = True

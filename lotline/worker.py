@@ -18,6 +18,7 @@ from activities.audit import AuditActorInterceptor
 from domain.db import make_engine, make_session_factory
 from lotline import registry
 from lotline.heap import freeze_what_start_made
+from lotline.loopwatch import watching
 from lotline.settings import Settings
 from lotline.starter import run_starter
 from lotline.temporal import connect
@@ -93,7 +94,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, connect_wait: f
             async with worker:
                 await start_standing_workflows(client, settings)
                 freeze_what_start_made()  # lives as long as the process: out of every later GC pass
-                await stop.wait()
+                async with watching(settings.loop_stall_warn_ms):
+                    await stop.wait()
         finally:  # also when the worker failed: never wait on a starter that only ``stop`` ends
             starting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
