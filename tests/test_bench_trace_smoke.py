@@ -96,3 +96,10 @@ async def test_the_timing_and_report_code_runs(sqlite_store, tmp_path):
 
 
 Reach = bench.Reach
+
+
+def test_sql_time_counts_statements_running_at_once_once():
+    # the walk, then two parts at once, the second ending later; a gap while Python builds the lots
+    spans = [(0.0, 0.1), (0.1, 0.3), (0.12, 0.35), (0.5, 0.6)]
+    assert abs(bench._in_statements(spans) - 0.45) < 1e-9
+    assert bench._in_statements([]) == 0.0

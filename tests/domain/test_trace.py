@@ -274,7 +274,7 @@ async def test_several_origins_each_start_at_depth_zero(store):
         assert next(x for x in fwd.lots if x.lot_number == "L4").path == ["C/L3", "C/L4"]
 
 
-async def test_a_trace_is_one_statement_whatever_the_size(store):
+async def test_a_trace_is_a_fixed_number_of_statements_whatever_the_size(store):
     async with store.sessions() as s, s.begin():
         comp, fg = await f.product(s, "CMP"), await f.product(s, "FG")
         k = await f.lot(s, comp, "K1")
@@ -298,7 +298,125 @@ async def test_a_trace_is_one_statement_whatever_the_size(store):
             event.remove(store.engine.sync_engine, "before_cursor_execute", count)
         assert len(fwd.lots) == 26 and len(fwd.shipments) == 25 and fwd.consignees[0].quantity == 25
         assert len(back.lots) == 2
-        assert len(statements) == 2  # one round trip per trace
+        # SQLite: one statement per trace. PostgreSQL: the forward trace walks, then reads the scope of
+        # what it reached (see test_a_large_scope_is_read_on_two_connections_as_the_walk_saw_it).
+        assert len(statements) == (2 if store.engine.dialect.name == "sqlite" else 3)
+
+
+async def _fanned_store(s: AsyncSession) -> tuple[Lot, list[Lot], object]:
+    """A component lot K1 in 12 finished lots with stock, serials and shipments to three consignees."""
+    comp, fg = await f.product(s, "CMP"), await f.product(s, "FG")
+    k = await f.lot(s, comp, "K1")
+    wh, h1 = await f.location(s, "WH1"), await f.consignee(s, "H1")
+    h2, h3 = await f.consignee(s, "H2", parent=h1), await f.consignee(s, "H3")
+    finished = []
+    for i in range(12):
+        lot = await f.lot(s, fg, f"F{i:02d}")
+        finished.append(lot)
+        await f.edge(s, k, lot)
+        await inventory.post(s, kind=MovementKind.receipt, lot=lot, location=wh, quantity=10 + i)
+        sn = Serial(product_id=fg.id, lot_id=lot.id, serial=f"SN-{i}")
+        s.add(sn)
+        await s.flush()
+        await ship(s, f"S{i}", (h1, h2, h3)[i % 3], date(2026, 1, 1 + i), (lot, 2, sn), (lot, 1, None))
+    return k, finished, wh
+
+
+class _Statements:
+    """Statements sent on an engine, with the connection each went out on."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine.sync_engine
+        self.sent: list[tuple[int, str]] = []
+
+    def __enter__(self) -> _Statements:
+        event.listen(self.engine, "before_cursor_execute", self._grab)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._grab)
+
+    def _grab(self, conn, _cursor, statement, *_args) -> None:
+        self.sent.append((id(conn.connection.dbapi_connection), statement))
+
+    @property
+    def snapshots_imported(self) -> int:
+        return sum(statement.startswith("SET TRANSACTION SNAPSHOT") for _, statement in self.sent)
+
+
+@pytest.mark.postgres
+async def test_a_large_scope_is_read_on_two_connections_as_the_walk_saw_it(request, tmp_path, monkeypatch):
+    from domain import trace
+    from tests.conftest import make_store
+
+    store = await make_store("postgres", request, tmp_path)
+    try:
+        async with store.sessions() as s, s.begin():
+            k, finished, wh = await _fanned_store(s)
+        async with store.sessions() as s:  # one connection: the reference
+            one = await forward_trace(s, [k.id])
+        monkeypatch.setattr(trace, "PARALLEL_FROM_LOTS", 5)
+        with _Statements(store.engine) as seen:
+            async with store.sessions() as s:
+                fanned = await forward_trace(s, [k.id])
+        assert fanned.model_dump() == one.model_dump()
+        assert len(fanned.lots) == 13 and len(fanned.consignees) == 3 and len(fanned.shipments) == 24
+        assert seen.snapshots_imported == 2 and len({conn for conn, _ in seen.sent}) == 3
+
+        # Repeatable read: the trace's transaction took its snapshot before another one committed more
+        # stock and a shipment. The scope read on the other connections is still what the walk saw.
+        async with store.sessions() as s:
+            await s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            before = await forward_trace(s, [k.id])
+            async with store.sessions() as other, other.begin():
+                lot = await other.get(Lot, finished[0].id)
+                await inventory.post(other, kind=MovementKind.receipt, lot=lot, location=wh, quantity=500)
+                h9 = await f.consignee(other, "H9")
+                await ship(other, "S-LATE", h9, date(2026, 6, 1), (lot, 7, None))
+            with _Statements(store.engine) as seen:
+                again = await forward_trace(s, [k.id])
+            assert seen.snapshots_imported == 2
+            assert again.model_dump() == before.model_dump()
+        async with store.sessions() as s:  # a new transaction sees the commit
+            after = await forward_trace(s, [k.id])
+        assert "H9" in {c.code for c in after.consignees} and "H9" not in {c.code for c in again.consignees}
+
+        # A transaction that has written reads its scope on its own connection: it sees its own rows.
+        async with store.sessions() as s, s.begin():
+            lot = await s.get(Lot, finished[1].id)
+            h10 = await f.consignee(s, "H10")
+            await ship(s, "S-MINE", h10, date(2026, 7, 1), (lot, 4, None))
+            with _Statements(store.engine) as seen:
+                mine = await forward_trace(s, [k.id])
+            assert seen.snapshots_imported == 0 and len({conn for conn, _ in seen.sent}) == 1
+            assert {c.code: c.quantity for c in mine.consignees}["H10"] == 4
+            await s.rollback()
+    finally:
+        await store.engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_trace_never_waits_for_the_pool_to_fan_out(request, tmp_path, monkeypatch):
+    from domain import trace
+    from domain.db import make_engine, make_session_factory
+    from tests.conftest import make_store
+
+    store = await make_store("postgres", request, tmp_path)
+    small = make_engine(store.url, pool_size=2, max_overflow=0, pool_timeout=1)
+    try:
+        async with store.sessions() as s, s.begin():
+            k, _, _ = await _fanned_store(s)
+        async with store.sessions() as s:
+            one = await forward_trace(s, [k.id])
+        monkeypatch.setattr(trace, "PARALLEL_FROM_LOTS", 5)
+        with _Statements(small) as seen:
+            async with make_session_factory(small)() as s:  # one of its two connections: none to spare
+                alone = await forward_trace(s, [k.id])
+        assert seen.snapshots_imported == 0
+        assert alone.model_dump() == one.model_dump()
+    finally:
+        await small.dispose()
+        await store.engine.dispose()
 
 
 async def test_bad_arguments_name_the_field(store):
