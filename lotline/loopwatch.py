@@ -34,9 +34,11 @@ def _thread_cpu(ident: int) -> float:
 class LoopWatch:
     """Start with :meth:`start` from inside the loop; :meth:`close` stops it."""
 
-    def __init__(self, threshold: float, *, tick: float = 0.01, frames: int = 12) -> None:
+    def __init__(self, threshold: float, *, tick: float | None = None, frames: int = 12) -> None:
         self.threshold = threshold
-        self.tick = tick
+        # A tenth of the threshold, within 10-50 ms: a stall is measured to that, at a few dozen
+        # wake-ups a second.
+        self.tick = tick if tick is not None else min(max(threshold / 10, 0.01), 0.05)
         self.frames = frames
         self.stalls: list[dict[str, object]] = []  # the latest stalls, newest last (at most 100)
         self._beat = time.monotonic()
