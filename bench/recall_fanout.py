@@ -522,40 +522,47 @@ async def post_acks(
     timeout = aiohttp.ClientTimeout(total=60.0)
     # The clients' own loop is watched too: a stall here would delay requests past their due time and
     # count against the stack. This process holds the whole project and the run's data: a collection
-    # of its oldest generation would be such a stall, so what exists now is kept out of every collection.
-    gc.collect()
-    gc.freeze()
+    # of its oldest generation would be such a stall, so what exists now is kept out of every collection
+    # while the requests go out (and given back afterwards, unless something else froze it before).
+    freezing = gc.get_freeze_count() == 0
+    if freezing:
+        gc.collect()
+        gc.freeze()
     watch = LoopWatch(0.1)
     watch.start()
-    async with aiohttp.ClientSession(base_url=base_url, connector=connector, timeout=timeout) as http:
-        start, started_at = time.perf_counter(), time.time()
+    try:
+        async with aiohttp.ClientSession(base_url=base_url, connector=connector, timeout=timeout) as http:
+            start, started_at = time.perf_counter(), time.time()
 
-        async def client() -> None:
-            for i, (path, body) in queue:
-                due = start + i / rate if rate else None
-                if due is not None and (delay := due - time.perf_counter()) > 0:
-                    await asyncio.sleep(delay)
-                t0 = due if due is not None else time.perf_counter()
-                try:
-                    async with http.post(path, json=body) as response:
-                        text = await response.text()
-                    statuses[str(response.status)] += 1
-                    if response.status != 201 and len(errors) < 5:
-                        errors.append(f"{response.status} {text[:200]}")
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    statuses[type(exc).__name__] += 1
-                    if len(errors) < 5:
-                        at, took = time.perf_counter() - start, time.perf_counter() - t0
-                        errors.append(
-                            f"{type(exc).__name__} {exc!r} at {at:.1f} s after {took:.2f} s on {path}"
-                        )
-                now = time.perf_counter()
-                latencies.append(now - t0)
-                done_at.append(now - start)
+            async def client() -> None:
+                for i, (path, body) in queue:
+                    due = start + i / rate if rate else None
+                    if due is not None and (delay := due - time.perf_counter()) > 0:
+                        await asyncio.sleep(delay)
+                    t0 = due if due is not None else time.perf_counter()
+                    try:
+                        async with http.post(path, json=body) as response:
+                            text = await response.text()
+                        statuses[str(response.status)] += 1
+                        if response.status != 201 and len(errors) < 5:
+                            errors.append(f"{response.status} {text[:200]}")
+                    except (aiohttp.ClientError, TimeoutError) as exc:
+                        statuses[type(exc).__name__] += 1
+                        if len(errors) < 5:
+                            at, took = time.perf_counter() - start, time.perf_counter() - t0
+                            errors.append(
+                                f"{type(exc).__name__} {exc!r} at {at:.1f} s after {took:.2f} s on {path}"
+                            )
+                    now = time.perf_counter()
+                    latencies.append(now - t0)
+                    done_at.append(now - start)
 
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    await watch.close()
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+            elapsed = time.perf_counter() - start
+    finally:
+        await watch.close()
+        if freezing:
+            gc.unfreeze()
     per_second = Counter(int(t) for t in done_at)
     full = [per_second[s] for s in range(int(elapsed))]  # whole seconds only (the last is partial)
     ms = [x * 1000 for x in latencies] or [0.0]
