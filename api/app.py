@@ -8,12 +8,29 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api.routes import health
+from api.pages import install as install_pages
+from api.routes import (
+    acknowledgements,
+    audit,
+    auth,
+    capa,
+    changes,
+    dev,
+    health,
+    imports,
+    quality,
+    recalls,
+    tasks,
+    trace,
+)
 from domain.db import make_engine, make_session_factory, warm_pool
 from domain.errors import DomainError
 from lotline.heap import freeze_what_start_made
 from lotline.loopwatch import watching
 from lotline.settings import Settings, get_settings
+
+# The API's areas, each a router, in the order their routes are matched.
+AREAS = (health, recalls, tasks, acknowledgements, auth, trace, imports, capa, quality, audit, changes)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,18 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ]
         return JSONResponse(status_code=422, content={"detail": detail})
 
-    app.include_router(health.router)
-    # Each area registers its router here.
-    from api.routes import recalls as _recalls; app.include_router(_recalls.router)  # noqa: E702, I001
-    from api.routes import tasks as _tasks; app.include_router(_tasks.router)  # noqa: E702, I001
-    from api.routes import acknowledgements as _acks; app.include_router(_acks.router)  # noqa: E702, I001
-    from api.routes import auth as _auth; app.include_router(_auth.router)  # noqa: E702, I001
-    from api.routes import trace as _trace; app.include_router(_trace.router)  # noqa: E702, I001
-    from api.routes import imports as _imports; app.include_router(_imports.router)  # noqa: E702, I001
-    from api.routes import capa as _capa; app.include_router(_capa.router)  # noqa: E702, I001
-    from api.routes import quality as _quality; app.include_router(_quality.router)  # noqa: E702, I001
-    from api.routes import audit as _audit; app.include_router(_audit.router)  # noqa: E702, I001
-    from api.routes import changes as _changes; app.include_router(_changes.router)  # noqa: E702, I001
-    if settings.dev_endpoints: from api.routes import dev as _dev; app.include_router(_dev.router)  # noqa: E701, E702, I001
-    from api.pages import install as _pages; _pages(app, settings)  # noqa: E702, I001  # pages, session, /static
+    for area in AREAS:
+        app.include_router(area.router)
+    if settings.dev_endpoints:
+        app.include_router(dev.router)
+    install_pages(app, settings)  # pages, session, /static
     return app
