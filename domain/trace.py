@@ -29,7 +29,7 @@ So a trace is a fixed number of statements at any size, never one query per lot:
 * SQLite, and the backward trace: one statement, the walk and its sections together.
 * PostgreSQL, forward: the walk, then the scope of the lots it returned. A large scope is read on
   two more connections at once, as the walk saw it (see ``_forward_postgres``): on two cores the
-  lots are assembled in Python while the consignees are still being summed.
+  lots are assembled in Python while the stock and the consignees are still being read.
 
 Only when the walk reaches ``max_depth`` (bad data with a cycle, or a genealogy deeper than any real
 one) does one more query fetch the edges among the reached lots to name the cycle. ``truncated`` is
@@ -575,35 +575,46 @@ def _induced_edges_statement(forward: bool) -> Any:
     return select(src, dst).select_from(a.join(edges, src == a.c.lot_id).join(b, b.c.lot_id == dst))
 
 
-# PostgreSQL, forward: a walk that reaches at least this many lots has its scope fetched on two more
+# PostgreSQL, forward: a walk that reaches at least this many lots has its scope read on two more
 # connections at once (see _forward_postgres). A round number, not tuned: fanned out, a typical lot (38
 # lots reached) took 3.6 ms against 2.2 ms on one connection; the heaviest (44,477) saves about a fifth.
 PARALLEL_FROM_LOTS = 5_000
-# The scope's sections in the two parts fetched at once: the longer (consignees, lines) runs beside the
-# shorter (lots, products, stock), whose Python assembly overlaps the longer part's SQL.
-_FIRST_PART = ("lot", "product", "stock")
-_SECOND_PART = ("consignee", "line")
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
+
+
+def _parts(include_shipments: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The scope's sections in the two parts read at once: the first, with the lots, comes back first
+    and is assembled in Python while the second, the longer, is still being read. The stock goes with
+    the second part, unless the shipment lines already make that one long (44,477 lots, runs taken in
+    turn: about 665 against 700 ms without the lines; 1,470 against 1,610 ms with them)."""
+    if include_shipments:
+        return ("lot", "product", "stock"), ("consignee", "line")
+    return ("lot", "product"), ("stock", "consignee")
 
 
 @cache
 def _reach_statement() -> Select[Any]:
-    """PostgreSQL, forward: the walk alone, as the reached lots' ids and keys in lot id order, the bound
-    flags, and whether this transaction has written anything yet.
+    """PostgreSQL, forward: the walk alone, as the reached lots' ids and keys in lot id order, the origin
+    lots it found, the bound flags, and whether this transaction has written anything yet.
 
     When the walk reached ``parallel_from`` lots or more, the statement also exports its snapshot
     (``pg_export_snapshot`` in the same statement exports the very snapshot the walk read), so that
     other connections can read the scope exactly as this transaction sees it."""
     walk, reach = _walk(True, postgres=True)
+    # The reached ids and keys go back as array literals, to be passed on as they are: as lists, Python
+    # would decode them, and asyncpg re-encode them per statement with an isinstance test per element
+    # (measured: 20 ms per statement at 44,477 lots, on the trace's critical path).
     reached = select(
-        func.array_agg(reach.c.lot_id).label("lot_ids"),
-        func.array_agg(reach.c.key).label("walk_keys"),
+        cast(func.array_agg(reach.c.lot_id), String).label("lot_ids"),
+        cast(func.array_agg(reach.c.key), String).label("walk_keys"),
+        func.array_agg(reach.c.lot_id).filter(reach.c.key == 0).label("origin"),
         func.count().label("n"),
     ).subquery("reached")
     export = case((reached.c.n >= bindparam("parallel_from", type_=BigInteger), func.pg_export_snapshot()))
     return select(
         reached.c.lot_ids,
         reached.c.walk_keys,
+        reached.c.origin,
         *_bound(walk, reach, True),
         export.label("snapshot"),
         func.txid_current_if_assigned().is_not(None).label("wrote"),
@@ -613,9 +624,9 @@ def _reach_statement() -> Select[Any]:
 @cache
 def _scope_statement(kinds: tuple[str, ...], include_shipments: bool) -> tuple[Select[Any], dict[str, int]]:
     """PostgreSQL, forward: the scope's sections ``kinds`` for the lots the walk reached (ids and keys
-    given as arrays, in lot id order), as one row of arrays; and each section's width."""
-    ids = bindparam("lot_ids", type_=ARRAY(BigInteger))
-    keys = bindparam("keys", type_=ARRAY(BigInteger))
+    given as array literals, in lot id order), as one row of arrays; and each section's width."""
+    ids = cast(bindparam("lot_ids", type_=String), ARRAY(BigInteger))
+    keys = cast(bindparam("keys", type_=String), ARRAY(BigInteger))
     reach = select(
         func.unnest(ids, type_=BigInteger).label("lot_id"), func.unnest(keys, type_=BigInteger).label("key")
     ).cte("reach")
@@ -1054,11 +1065,11 @@ async def _forward_postgres(
 
     The walk (one recursive statement) returns the reached lots' ids. A large scope is then read on
     two more connections at once, each importing the snapshot the walk exported, so both see exactly
-    what the walk saw: lots, products and stock on one, consignees (and lines) on the other, the
-    longer. The lots and stock are assembled in Python while the consignees are still being summed;
-    on two cores that overlap is most of the gain (the heaviest trace of bench/trace.py: 808 -> 646 ms).
-    A transaction that has written (its own rows are invisible to other connections), a small scope
-    or a busy pool reads the scope on the session's own connection instead, in one statement.
+    what the walk saw: the lots on one, the rest (``_parts``) on the other, the longer. The lots are
+    assembled in Python while the rest is still being read; on two cores that overlap is most of the
+    gain (the heaviest trace of bench/trace.py: from 808 to about 630 ms). A transaction that has
+    written (its own rows are invisible to other connections), a small scope or a busy pool reads
+    the scope on the session's own connection instead, in one statement.
     """
     await session.connection()  # the session's own first: the pool's spare connections are the others
     params = {
@@ -1066,8 +1077,8 @@ async def _forward_postgres(
         "parallel_from": PARALLEL_FROM_LOTS if _can_fan_out(session) else None,
     }
     head = (await session.execute(_reach_statement(), params)).one()
-    reached = {"lot_ids": head.lot_ids or [], "keys": head.walk_keys or []}
-    _check_found(lot_ids, {i for i, key in zip(reached["lot_ids"], reached["keys"], strict=True) if not key})
+    _check_found(lot_ids, set(head.origin or ()))
+    reached = {"lot_ids": head.lot_ids or "{}", "keys": head.walk_keys or "{}"}  # array literals
     second: dict[str, list[tuple[Any, ...]]]
     if head.snapshot is not None and not head.wrote:
         engine = session.bind
@@ -1075,20 +1086,23 @@ async def _forward_postgres(
             asyncio.create_task(
                 _on_snapshot(engine, head.snapshot, *_scope_statement(part, include_shipments), reached)
             )
-            for part in (_SECOND_PART, _FIRST_PART)  # the longer first
+            for part in reversed(_parts(include_shipments))  # the longer first
         ]
         try:
             first = await runs[1]
             with _gc_paused():
                 traced = _Traced(first)
-                stock = _stock(first["stock"], traced.names)
+                stock = _stock(first["stock"], traced.names) if "stock" in first else None
             second = await runs[0]
+            if stock is None:
+                with _gc_paused():
+                    stock = _stock(second["stock"], traced.names)
         finally:
             for run in runs:
                 run.cancel()
             await asyncio.gather(*runs, return_exceptions=True)
     else:
-        statement, widths = _scope_statement(_FIRST_PART + _SECOND_PART, include_shipments)
+        statement, widths = _scope_statement(sum(_parts(include_shipments), ()), include_shipments)
         parts = _unzip((await session.execute(statement, reached)).one(), widths)
         with _gc_paused():
             traced = _Traced(parts)
