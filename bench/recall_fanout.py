@@ -18,7 +18,9 @@ Run: ``.venv/bin/python bench/recall_fanout.py [--consignees 10000] [--db sqlite
    ``--concurrency`` in flight), by default arriving at 315 per second, 5% above the target (open loop: a
    latency counts from the request's due time, so a stall is not hidden): the rate sustained (target
    ≥ 300/s, and the slowest whole second), p50/p95/p99 latency (target p99 ≤ 200 ms), and that none was lost
-   (exactly N responses and N acknowledged consignees in the store). The recall then completes (every
+   (exactly N responses and N acknowledged consignees in the store); the clients' own event loop is
+   watched meanwhile, and any stall of it over 100 ms is reported (``client_loop_stalls``: it would
+   delay requests and count against the stack). The recall then completes (every
    quantity reconciles); the history length is read again (target < 5,000 events).
 5. Prints a table (with the CPU seconds each process spent in each phase: on a shared machine they say
    what the work costs when wall time stretches with other load) and writes
