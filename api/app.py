@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await warm_pool(engine)
         freeze_what_start_made()  # lives as long as the process: out of every later GC pass
         try:
-            async with watching(settings.loop_stall_warn_ms) as app.state.loop_watch:
+            async with watching(settings.loop_stall_warn_ms):
                 yield
         finally:
             if getattr(app.state, "recall_waker", None) is not None:

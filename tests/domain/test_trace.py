@@ -58,6 +58,28 @@ async def ship(
     await s.flush()
 
 
+class _Statements:
+    """Statements sent on an engine, with the connection each went out on."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine.sync_engine
+        self.sent: list[tuple[int, str]] = []
+
+    def __enter__(self) -> _Statements:
+        event.listen(self.engine, "before_cursor_execute", self._grab)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._grab)
+
+    def _grab(self, conn, _cursor, statement, *_args) -> None:
+        self.sent.append((id(conn.connection.dbapi_connection), statement))
+
+    @property
+    def snapshots_imported(self) -> int:
+        return sum(statement.startswith("SET TRANSACTION SNAPSHOT") for _, statement in self.sent)
+
+
 async def test_a_chain_twenty_levels_deep_is_traced_both_ways(store):
     async with store.sessions() as s, s.begin():
         lots = await chain(s, 21)
@@ -285,22 +307,14 @@ async def test_a_trace_is_a_fixed_number_of_statements_whatever_the_size(store):
             await f.edge(s, k, lot)
             await inventory.post(s, kind=MovementKind.receipt, lot=lot, location=wh, quantity=3)
             await ship(s, f"S{i}", h, date(2026, 1, 1), (lot, 1, None))
-        statements: list[str] = []
-
-        def count(*_args) -> None:
-            statements.append("x")
-
-        event.listen(store.engine.sync_engine, "before_cursor_execute", count)
-        try:
+        with _Statements(store.engine) as seen:
             fwd = await forward_trace(s, [k.id])
             back = await backward_trace(s, [lot.id])
-        finally:
-            event.remove(store.engine.sync_engine, "before_cursor_execute", count)
         assert len(fwd.lots) == 26 and len(fwd.shipments) == 25 and fwd.consignees[0].quantity == 25
         assert len(back.lots) == 2
         # SQLite: one statement per trace. PostgreSQL: the forward trace walks, then reads the scope of
         # what it reached (see test_a_large_scope_is_read_on_two_connections_as_the_walk_saw_it).
-        assert len(statements) == (2 if store.engine.dialect.name == "sqlite" else 3)
+        assert len(seen.sent) == (2 if store.engine.dialect.name == "sqlite" else 3)
 
 
 async def _fanned_store(s: AsyncSession) -> tuple[Lot, list[Lot], object]:
@@ -320,28 +334,6 @@ async def _fanned_store(s: AsyncSession) -> tuple[Lot, list[Lot], object]:
         await s.flush()
         await ship(s, f"S{i}", (h1, h2, h3)[i % 3], date(2026, 1, 1 + i), (lot, 2, sn), (lot, 1, None))
     return k, finished, wh
-
-
-class _Statements:
-    """Statements sent on an engine, with the connection each went out on."""
-
-    def __init__(self, engine) -> None:
-        self.engine = engine.sync_engine
-        self.sent: list[tuple[int, str]] = []
-
-    def __enter__(self) -> _Statements:
-        event.listen(self.engine, "before_cursor_execute", self._grab)
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._grab)
-
-    def _grab(self, conn, _cursor, statement, *_args) -> None:
-        self.sent.append((id(conn.connection.dbapi_connection), statement))
-
-    @property
-    def snapshots_imported(self) -> int:
-        return sum(statement.startswith("SET TRANSACTION SNAPSHOT") for _, statement in self.sent)
 
 
 @pytest.mark.postgres
