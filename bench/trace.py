@@ -1135,6 +1135,65 @@ async def bench_db(db: BenchDb, *, runs: int, heavy_runs: int, limits: Limits) -
     return cases
 
 
+def _server_cpu_s(url: str) -> float | None:
+    """CPU seconds the PostgreSQL server's processes have used so far, read from ``/proc``; None when
+    the server is not on this machine (or ``/proc`` shows none of its processes)."""
+    from sqlalchemy.engine import make_url
+
+    if make_url(url).host not in (None, "", "localhost", "127.0.0.1", "::1"):
+        return None
+    ticks, seen = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            line = stat.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        name, _, rest = line.partition(" (")[2].rpartition(") ")
+        if name == "postgres":
+            seen = True
+            fields = rest.split()  # from the state on: utime and stime are the 12th and 13th
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK") if seen else None
+
+
+async def cpu_of_heavy_forward(db: BenchDb, runs: int, limits: Limits) -> dict[str, Any] | None:
+    """CPU time per full-scope forward trace of the heaviest lot, in this process and in the server.
+
+    Their sum divided by the machine's cores is a floor no schedule can beat: however the trace's
+    statements and Python overlap, the cores must do that much work. Untimed runs of their own, since
+    reading ``/proc`` takes a few milliseconds. None unless the server is on this machine."""
+    from domain.db import make_session_factory
+    from domain.trace import forward_trace
+
+    if db.kind != "postgres" or _server_cpu_s(db.url) is None:
+        return None
+    engine = _engine_for(db, limits)
+    sessions = make_session_factory(engine)
+    lot_id = db.meta["picks"]["forward_heaviest"]["id"]
+    client, server = [], []
+    try:
+        for i in range(runs + 1):  # the first warms the pool's connections
+            async with sessions() as session:
+                s0, c0 = _server_cpu_s(db.url) or 0.0, time.process_time()
+                await forward_trace(session, [lot_id], include_shipments=False)
+                c1, s1 = time.process_time(), _server_cpu_s(db.url) or 0.0
+            if i:
+                client.append(c1 - c0)
+                server.append(s1 - s0)
+    finally:
+        await engine.dispose()
+    cores = os.cpu_count() or 1
+    client_ms, server_ms = percentile(client, 50) * 1000, percentile(server, 50) * 1000
+    return {
+        "runs": runs,
+        "client_p50_ms": round(client_ms, 1),
+        "server_p50_ms": round(server_ms, 1),
+        "cores": cores,
+        "floor_ms": round((client_ms + server_ms) / cores, 1),
+        "clock_tick_ms": round(1000 / os.sysconf("SC_CLK_TCK"), 1),
+    }
+
+
 async def time_heavy_forward(db: BenchDb, runs: int, limits: Limits) -> float:
     """p50 (ms) of the optimized full-scope forward trace of the heaviest lot."""
     from domain.db import make_session_factory
@@ -1385,6 +1444,14 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
             verdict,
         )
     console.print(table)
+    cpu = report.get("cpu_forward_heaviest")
+    if cpu:
+        console.print(
+            f"CPU per forward trace of the heaviest lot (p50 of {cpu['runs']} untimed runs): this process "
+            f"{cpu['client_p50_ms']:.0f} ms + the server {cpu['server_p50_ms']:.0f} ms, so on {cpu['cores']} "
+            f"cores no trace can take less than [bold]{cpu['floor_ms']:.0f} ms[/] "
+            f"(server CPU in clock ticks of {cpu['clock_tick_ms']:.0f} ms)."
+        )
     naive = report.get("naive")
     if naive:
         table = Table(
@@ -1452,6 +1519,7 @@ async def run(args: argparse.Namespace) -> int:
                 "timing": "wall clock per call, a fresh session each; nearest-rank p50/p95 after warm-up",
                 "cases": cases,
             }
+            report["cpu_forward_heaviest"] = await cpu_of_heavy_forward(db, args.heavy_runs, limits)
             path = OUT_DIR / f"trace-{kind}-{args.size}.json"
             report["path"] = str(path.relative_to(ROOT))
             path.write_text(json.dumps(report, indent=2, default=str) + "\n")  # the timings, whatever follows

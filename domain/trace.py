@@ -53,6 +53,7 @@ from sqlalchemy import (
     Date,
     Integer,
     String,
+    any_,
     bindparam,
     case,
     cast,
@@ -349,26 +350,20 @@ def _sections(reach: CTE, *, scope: bool, include_shipments: bool, lateral: bool
     if lateral:
         # PostgreSQL: one index probe per reached lot, whatever the planner expects of the reach. Told
         # it is 44,477 lots, it hashed all 380,000 balances instead (167 ms against 63); OFFSET 0 keeps
-        # the subquery from being flattened back into that join, and the locations are joined to the
-        # materialized balances (inside the loop, their tiny table was hashed once per lot).
+        # the subquery from being flattened back into that join. The balances name their location by
+        # id: ``_scope_statement`` looks the codes up once per location, not once per balance.
         balances = (
             select(sb.c.location_id, sb.c.status, sb.c.quantity)
             .where(sb.c.lot_id == reach.c.lot_id, sb.c.quantity > 0)
             .offset(0)
             .lateral("balances")
         )
-        on_hand = (
-            select(reach.c.lot_id, *balances.c)
-            .select_from(reach.join(balances, true()))
-            .cte("on_hand")
-            .prefix_with("MATERIALIZED")
-        )
         sections["stock"] = select(
-            on_hand.c.lot_id,
-            loc.c.code.label("location_code"),
-            type_coerce(on_hand.c.status, String).label("status"),
-            on_hand.c.quantity,
-        ).select_from(on_hand.join(loc, loc.c.id == on_hand.c.location_id))
+            reach.c.lot_id,
+            balances.c.location_id,
+            type_coerce(balances.c.status, String).label("status"),
+            balances.c.quantity,
+        ).select_from(reach.join(balances, true()))
     else:
         sections["stock"] = (
             select(
@@ -582,14 +577,16 @@ PARALLEL_FROM_LOTS = 5_000
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
 
 
-def _parts(include_shipments: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The scope's sections in the two parts read at once: the first, with the lots, comes back first
-    and is assembled in Python while the second, the longer, is still being read. The stock goes with
-    the second part, unless the shipment lines already make that one long (44,477 lots, runs taken in
-    turn: about 665 against 700 ms without the lines; 1,470 against 1,610 ms with them)."""
+def _parts(include_shipments: bool) -> tuple[tuple[str, ...], ...]:
+    """The scope's sections in the parts read at once, each on a connection of its own, in the order
+    the result is built: the first, with the lots, comes back first and is assembled in Python while
+    the second, the longer, is still being read. The stock goes with the second part, unless the
+    shipment lines already make that one long (44,477 lots, runs taken in turn: about 665 against
+    700 ms without the lines; 1,470 against 1,610 ms with them). Three parts (lots | stock |
+    consignees) measured no better than two, within the machine's noise."""
     if include_shipments:
-        return ("lot", "product", "stock"), ("consignee", "line")
-    return ("lot", "product"), ("stock", "consignee")
+        return ("lot", "stock"), ("consignee", "line")
+    return ("lot",), ("stock", "consignee")
 
 
 @cache
@@ -621,18 +618,43 @@ def _reach_statement() -> Select[Any]:
     ).select_from(reached)
 
 
+# PostgreSQL, forward: small tables a scope's sections name by id, each read once per distinct id from
+# the section's aggregated ids (section, id column, table, columns). As a section of its own over the
+# reach, the products made PostgreSQL keep every reached lot for a second pass (44,477 lots naming 595
+# products: about 40 ms); a join per row would repeat each location's code on every balance.
+_LOOKUPS = {
+    "product": ("lot", "product_id", products_t, ("id", "code", "name", "gtin")),
+    "location": ("stock", "location_id", Location.__table__, ("id", "code")),
+}
+
+
 @cache
 def _scope_statement(kinds: tuple[str, ...], include_shipments: bool) -> tuple[Select[Any], dict[str, int]]:
     """PostgreSQL, forward: the scope's sections ``kinds`` for the lots the walk reached (ids and keys
-    given as array literals, in lot id order), as one row of arrays; and each section's width."""
+    given as array literals, in lot id order), as one row of arrays; and each section's width. The
+    lookups of ``_LOOKUPS`` whose section is among ``kinds`` come last."""
     ids = cast(bindparam("lot_ids", type_=String), ARRAY(BigInteger))
     keys = cast(bindparam("keys", type_=String), ARRAY(BigInteger))
     reach = select(
         func.unnest(ids, type_=BigInteger).label("lot_id"), func.unnest(keys, type_=BigInteger).label("key")
     ).cte("reach")
     sections = _sections(reach, scope=True, include_shipments=include_shipments, lateral=True)
-    chosen = {kind: sections[kind] for kind in kinds if kind in sections}
-    return _array_row(chosen), {kind: len(section.selected_columns) for kind, section in chosen.items()}
+    chosen = {kind: sections[kind] for kind in kinds if kind in sections and kind not in _LOOKUPS}
+    widths = {kind: len(section.selected_columns) for kind, section in chosen.items()}
+    scope = _array_row(chosen).subquery("scope")
+    joined: Any = scope
+    columns = list(scope.c)
+    for name, (kind, id_column, table, names) in _LOOKUPS.items():
+        if kind in chosen:
+            looked_up = (
+                select(*[func.array_agg(table.c[c]).label(f"{name}_{c}") for c in names])
+                .where(table.c.id == any_(scope.c[f"{kind}_{id_column}"]))
+                .lateral(name)
+            )
+            joined = joined.join(looked_up, true())
+            columns += looked_up.c
+            widths[name] = len(names)
+    return select(*columns).select_from(joined), widths
 
 
 # --------------------------------------------------------------------------- running it
@@ -887,13 +909,20 @@ def _origin(lots: list[TracedLot]) -> list[LotRef]:
     ]
 
 
-def _stock(rows: list[tuple[Any, ...]], names: dict[int, tuple[str, str]]) -> list[StockAtLocation]:
-    """On-hand balances sorted by location, product, lot and bucket."""
+def _stock(
+    rows: list[tuple[Any, ...]],
+    names: dict[int, tuple[str, str]],
+    location_codes: dict[int, str] | None = None,
+) -> list[StockAtLocation]:
+    """On-hand balances sorted by location, product, lot and bucket. Each row names its location by
+    code, or by id when ``location_codes`` is given."""
     # One string key per balance (those four name it) compares fastest, being one string; no code or
     # number holds a NUL (PostgreSQL text cannot).
     balances = []
     add = balances.append
     for lot_id, location, status, quantity in rows:
+        if location_codes is not None:
+            location = location_codes[location]
         product, number = names[lot_id]
         add(
             (
@@ -1027,18 +1056,19 @@ async def forward_trace(
         return _forward_result(traced, health, include_shipments=include_shipments)
 
 
-def _can_fan_out(session: AsyncSession) -> bool:
-    """Whether a trace in this session may read its scope on two more connections of its engine.
+def _can_fan_out(session: AsyncSession, connections: int) -> bool:
+    """Whether a trace in this session may read its scope on ``connections`` more connections of its
+    engine.
 
     Not inside a savepoint (PostgreSQL exports no snapshot there), not when the session is bound to
-    one connection, and only when the pool has two connections to spare without waiting: a trace
-    never waits on the pool while holding a connection of its own."""
+    one connection, and only when the pool has them to spare without waiting: a trace never waits on
+    the pool while holding a connection of its own."""
     bind = session.bind
     if not isinstance(bind, AsyncEngine) or session.in_nested_transaction():
         return False
     pool = bind.sync_engine.pool
     size = getattr(pool, "size", None)
-    return callable(size) and size() - pool.checkedout() >= 2
+    return callable(size) and size() - pool.checkedout() >= connections
 
 
 async def _on_snapshot(
@@ -1058,56 +1088,91 @@ async def _on_snapshot(
     return _unzip(row, widths)
 
 
+class _Scope:
+    """PostgreSQL, forward: the result, each section built as soon as the rows it needs have arrived
+    (the lots first: the stock and the lines name their lots, the lines their consignees)."""
+
+    def __init__(self, include_shipments: bool) -> None:
+        self.include_shipments = include_shipments
+        self.rows: dict[str, list[tuple[Any, ...]]] = {}
+        self.traced: _Traced | None = None
+        self.stock: list[StockAtLocation] | None = None
+        self.consignees: tuple[list[ConsigneeExposure], dict[int, str]] | None = None
+        self.shipments: list[ShippedLine] | None = None
+
+    def add(self, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+        self.rows.update(rows)
+        have = self.rows
+        if "lot" in rows:
+            self.traced = _Traced(have)
+        if self.traced is None:
+            raise AssertionError("the lots must come first")
+        if "stock" in rows:
+            self.stock = _stock(have["stock"], self.traced.names, dict(have["location"]))
+        if "consignee" in rows:
+            self.consignees = _consignees(have["consignee"])
+        if (
+            self.include_shipments
+            and self.consignees is not None
+            and "line" in have
+            and self.shipments is None
+        ):
+            self.shipments = _shipments(have["line"], self.traced.names, self.consignees[1])
+
+    def result(self, health: dict[str, Any]) -> ForwardTrace:
+        if self.traced is None or self.stock is None or self.consignees is None:
+            raise AssertionError("the scope is incomplete")
+        if self.include_shipments and self.shipments is None:
+            raise AssertionError("the shipment lines are missing")
+        return _forward(self.traced.lots, self.stock, self.consignees[0], self.shipments, health)
+
+
 async def _forward_postgres(
     session: AsyncSession, lot_ids: list[int], *, max_depth: int, include_shipments: bool
 ) -> ForwardTrace:
     """The forward trace on PostgreSQL: the walk, then the scope of what it reached.
 
     The walk (one recursive statement) returns the reached lots' ids. A large scope is then read on
-    two more connections at once, each importing the snapshot the walk exported, so both see exactly
-    what the walk saw: the lots on one, the rest (``_parts``) on the other, the longer. The lots are
-    assembled in Python while the rest is still being read; on two cores that overlap is most of the
-    gain (the heaviest trace of bench/trace.py: from 808 to about 630 ms). A transaction that has
-    written (its own rows are invisible to other connections), a small scope or a busy pool reads
-    the scope on the session's own connection instead, in one statement.
+    more connections at once (``_parts``), each importing the snapshot the walk exported, so all see
+    exactly what the walk saw: the lots on one, the rest on the other. The lots are assembled in
+    Python while the rest is still being read; on two cores that overlap is most of the gain (the
+    heaviest trace of bench/trace.py: from 808 to about 630 ms). A transaction that has written (its
+    own rows are invisible to other connections), a small scope or a busy pool reads the scope on the
+    session's own connection instead, in one statement. Either way ``_Scope`` builds the result.
     """
     await session.connection()  # the session's own first: the pool's spare connections are the others
+    parts = _parts(include_shipments)
     params = {
         **_walk_params(lot_ids, max_depth),
-        "parallel_from": PARALLEL_FROM_LOTS if _can_fan_out(session) else None,
+        "parallel_from": PARALLEL_FROM_LOTS if _can_fan_out(session, len(parts)) else None,
     }
     head = (await session.execute(_reach_statement(), params)).one()
     _check_found(lot_ids, set(head.origin or ()))
     reached = {"lot_ids": head.lot_ids or "{}", "keys": head.walk_keys or "{}"}  # array literals
-    second: dict[str, list[tuple[Any, ...]]]
+    scope = _Scope(include_shipments)
     if head.snapshot is not None and not head.wrote:
         engine = session.bind
         runs = [
             asyncio.create_task(
                 _on_snapshot(engine, head.snapshot, *_scope_statement(part, include_shipments), reached)
             )
-            for part in reversed(_parts(include_shipments))  # the longer first
+            for part in parts
         ]
         try:
-            first = await runs[1]
-            with _gc_paused():
-                traced = _Traced(first)
-                stock = _stock(first["stock"], traced.names) if "stock" in first else None
-            second = await runs[0]
-            if stock is None:
+            for run in runs:  # in the order they are needed: the lots first
+                rows = await run
                 with _gc_paused():
-                    stock = _stock(second["stock"], traced.names)
+                    scope.add(rows)
         finally:
             for run in runs:
                 run.cancel()
             await asyncio.gather(*runs, return_exceptions=True)
     else:
-        statement, widths = _scope_statement(sum(_parts(include_shipments), ()), include_shipments)
-        parts = _unzip((await session.execute(statement, reached)).one(), widths)
+        statement, widths = _scope_statement(sum(parts, ()), include_shipments)
+        rows = _unzip((await session.execute(statement, reached)).one(), widths)
         with _gc_paused():
-            traced = _Traced(parts)
-            stock = _stock(parts["stock"], traced.names)
-        second = parts
+            scope.add(rows)
+    traced = scope.traced
     health = await _health(
         session,
         traced.lots,
@@ -1118,9 +1183,7 @@ async def _forward_postgres(
         forward=True,
     )
     with _gc_paused():
-        consignees, codes = _consignees(second["consignee"])
-        shipments = _shipments(second["line"], traced.names, codes) if include_shipments else None
-        return _forward(traced.lots, stock, consignees, shipments, health)
+        return scope.result(health)
 
 
 async def backward_trace(

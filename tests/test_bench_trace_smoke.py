@@ -8,6 +8,7 @@ import asyncio
 import io
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from bench import trace as bench
@@ -91,8 +92,40 @@ async def test_the_timing_and_report_code_runs(sqlite_store, tmp_path):
         "cases": cases,
         "path": str(tmp_path / "trace.json"),
     }
+    limits = bench.Limits(trace_s=60, case_s=60)
+    assert await bench.cpu_of_heavy_forward(db, 1, limits) is None  # SQLite: no server to read
+    report["cpu_forward_heaviest"] = {
+        "runs": 3,
+        "client_p50_ms": 300.0,
+        "server_p50_ms": 700.0,
+        "cores": 2,
+        "floor_ms": 500.0,
+        "clock_tick_ms": 10.0,
+    }
     bench.print_report(Console(file=out, width=200), report)
     assert "forward heaviest" in out.getvalue() and "target binds PostgreSQL" in out.getvalue()
+    assert "on 2 cores no trace can take less than 500 ms" in out.getvalue()
+
+
+@pytest.mark.postgres
+async def test_server_cpu_is_read_only_for_a_server_on_this_machine(pg_database):
+    from sqlalchemy import text
+
+    from domain.db import make_engine
+
+    assert bench._server_cpu_s("postgresql+asyncpg://lotline@db.example.org:5432/lotline") is None
+    engine = make_engine(pg_database)
+    try:
+        async with engine.connect() as conn:  # about a second of the server's CPU
+            before = bench._server_cpu_s(pg_database)
+            await conn.execute(
+                text("SELECT count(*) FROM generate_series(1, 5000000) AS g(i) WHERE i % 7 = 0")
+            )
+            # read while the connection lives: an ended process takes its CPU time with it
+            after = bench._server_cpu_s(pg_database)
+    finally:
+        await engine.dispose()
+    assert before is not None and after is not None and after - before >= 0.1
 
 
 Reach = bench.Reach
