@@ -1353,6 +1353,20 @@ async def bench_naive(
 # --------------------------------------------------------------------------- report
 
 
+def _speed_probe_ms() -> float:
+    """Best of three runs of a fixed pure-Python loop, in ms. This shared machine's speed drifts by
+    tens of percent within an hour (the same loop: 1.2 to 2.2 s), so figures from different runs
+    compare only beside it."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - t0)
+    return round(best * 1000, 1)
+
+
 def _environment(kind: str, server_version: str | None) -> dict[str, Any]:
     try:
         commit = subprocess.run(
@@ -1366,6 +1380,7 @@ def _environment(kind: str, server_version: str | None) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "speed_probe_ms": _speed_probe_ms(),
         "commit": commit or None,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -1407,6 +1422,11 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
         + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in counts.items())
         + f"; loaded in {report['dataset']['load_s']} s{' (reused)' if report['dataset']['reused'] else ''}"
         + f"; load average {env.get('load_average') or 0:.1f} on {env.get('cpus')} cpus"
+        + (
+            f"; speed probe {env['speed_probe_ms']:.0f} ms (a fixed Python loop: compare runs beside it)"
+            if env.get("speed_probe_ms")
+            else ""
+        )
     )
     table = Table(
         title=f"{report['database']}, size {report['size']}: trace timings (ms)",

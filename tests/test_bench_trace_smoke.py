@@ -87,7 +87,7 @@ async def test_the_timing_and_report_code_runs(sqlite_store, tmp_path):
         "database": "sqlite",
         "size": SIZE,
         "seed": 7,
-        "environment": {"server": "SQLite", "load_average": 1.0, "cpus": 2},
+        "environment": bench._environment("sqlite", "SQLite"),
         "dataset": {"counts": data.counts(), "load_s": 0.1, "reused": False},
         "cases": cases,
         "path": str(tmp_path / "trace.json"),
@@ -105,6 +105,8 @@ async def test_the_timing_and_report_code_runs(sqlite_store, tmp_path):
     bench.print_report(Console(file=out, width=200), report)
     assert "forward heaviest" in out.getvalue() and "target binds PostgreSQL" in out.getvalue()
     assert "on 2 cores no trace can take less than 500 ms" in out.getvalue()
+    speed = report["environment"]["speed_probe_ms"]
+    assert speed > 0 and f"speed probe {speed:.0f} ms" in out.getvalue()
 
 
 @pytest.mark.postgres
