@@ -512,9 +512,13 @@ def _tagged(kind: str, columns: Sequence[ColumnElement[Any]]) -> tuple[list[Colu
 
 
 class _Shape:
-    """The statement for one shape of trace, and how its result row(s) map back onto the sections."""
+    """The statement for one shape of trace, and how its result row(s) map back onto the sections:
+    every trace on SQLite, and the backward trace on PostgreSQL (its forward trace reads the scope in
+    parts, ``_forward_postgres``, whose stock names locations by id)."""
 
     def __init__(self, *, forward: bool, scope: bool, include_shipments: bool, postgres: bool) -> None:
+        if postgres and scope:
+            raise ValueError("on PostgreSQL a trace with its scope is read in parts: see _forward_postgres")
         walk, reach = _walk(forward, postgres=postgres)
         sections = _sections(reach, scope=scope, include_shipments=include_shipments, lateral=postgres)
         bound = _bound(walk, reach, forward)
