@@ -23,11 +23,11 @@ from api.routes import (
     tasks,
     trace,
 )
-from domain.db import make_engine, make_session_factory, warm_pool
+from domain.db import make_session_factory, warm_pool
 from domain.errors import DomainError
 from lotline.heap import freeze_what_start_made
 from lotline.loopwatch import watching
-from lotline.settings import Settings, get_settings
+from lotline.settings import Settings, get_settings, store_engine
 
 # The API's areas, each a router, in the order their routes are matched.
 AREAS = (health, recalls, tasks, acknowledgements, auth, trace, imports, capa, quality, audit, changes)
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = make_engine(settings.database_url)
+        engine = store_engine(settings)
         app.state.engine = engine
         app.state.sessions = make_session_factory(engine)
         await warm_pool(engine)

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 VAR_DIR = Path("var")
 
@@ -24,6 +28,13 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default=f"sqlite+aiosqlite:///{VAR_DIR / 'lotline.db'}",
         description="SQLAlchemy async URL: sqlite+aiosqlite:///file or postgresql+asyncpg://...",
+    )
+    db_pool_size: int = Field(
+        default=32,
+        ge=1,  # 0 would mean no limit at all to SQLAlchemy
+        description="PostgreSQL connections each API or worker process keeps open (up to 8 more under a "
+        "burst; a large trace reads on 3 at once when 2 are free); their sum over all processes must fit "
+        "the server's max_connections",
     )
 
     # Temporal
@@ -93,3 +104,11 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return Settings()
+
+
+def store_engine(settings: Settings) -> AsyncEngine:
+    """The engine a long-running process (the API, the worker) opens on the store, its pool sized by
+    ``db_pool_size``."""
+    from domain.db import make_engine  # here: reading the settings needs no database driver
+
+    return make_engine(settings.database_url, pool_size=settings.db_pool_size)

@@ -15,11 +15,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from activities.audit import AuditActorInterceptor
-from domain.db import make_engine, make_session_factory
+from domain.db import make_session_factory
 from lotline import registry
 from lotline.heap import freeze_what_start_made
 from lotline.loopwatch import watching
-from lotline.settings import Settings
+from lotline.settings import Settings, store_engine
 from lotline.starter import run_starter
 from lotline.temporal import connect
 
@@ -71,7 +71,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, connect_wait: f
         connecting.cancel()
         return
     client = connecting.result()
-    engine = make_engine(settings.database_url)
+    engine = store_engine(settings)
     try:
         sessions = make_session_factory(engine)
         worker = build_worker(client, settings, sessions)

@@ -201,3 +201,19 @@ def test_docker_compose_validates_the_file() -> None:
         [tool, "-f", str(COMPOSE), "config", "-q"], env=env, capture_output=True, text=True, timeout=60
     )
     assert refused.returncode != 0 and "LOTLINE_SECRET_KEY" in refused.stderr
+
+
+def test_every_connection_the_stack_may_open_fits_max_connections(compose: dict, monkeypatch) -> None:
+    from domain.db import MAX_OVERFLOW
+
+    services = compose["services"]
+    command = services["postgres"]["command"]
+    max_connections = int(next(a.split("=", 1)[1] for a in command if a.startswith("max_connections=")))
+    lotline = sum(
+        settings_from(services[name], monkeypatch).db_pool_size + MAX_OVERFLOW for name in ("api", "worker")
+    )
+    temporal_env = services["temporal"]["environment"]
+    # Temporal's container runs four services; counted as a pool pair each, to be safe.
+    temporal = 4 * (int(temporal_env["SQL_MAX_CONNS"]) + int(temporal_env["SQL_VIS_MAX_CONNS"]))
+    migrate, reserved = 1, 3  # the migrate job; PostgreSQL's superuser_reserved_connections
+    assert lotline + temporal + migrate + reserved <= max_connections
