@@ -1135,24 +1135,25 @@ async def bench_db(db: BenchDb, *, runs: int, heavy_runs: int, limits: Limits) -
     return cases
 
 
-def _server_cpu_s(url: str) -> float | None:
-    """CPU seconds the PostgreSQL server's processes have used so far, read from ``/proc``; None when
-    the server is not on this machine (or ``/proc`` shows none of its processes)."""
+def _is_local(url: str) -> bool:
+    """Whether the database server of ``url`` runs on this machine (so ``/proc`` shows its processes)."""
     from sqlalchemy.engine import make_url
 
-    if make_url(url).host not in (None, "", "localhost", "127.0.0.1", "::1"):
-        return None
+    return make_url(url).host in (None, "", "localhost", "127.0.0.1", "::1")
+
+
+def _cpu_s(pids: list[int]) -> float | None:
+    """CPU seconds (user + system) the processes ``pids`` have used so far, from ``/proc``; None when
+    none of them is visible there. A process that has ended counts nothing."""
     ticks, seen = 0, False
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for pid in pids:
         try:
-            line = stat.read_text()
-        except OSError:  # the process ended meanwhile
+            line = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
             continue
-        name, _, rest = line.partition(" (")[2].rpartition(") ")
-        if name == "postgres":
-            seen = True
-            fields = rest.split()  # from the state on: utime and stime are the 12th and 13th
-            ticks += int(fields[11]) + int(fields[12])
+        seen = True
+        fields = line.rpartition(") ")[2].split()  # from the state on: utime and stime are the 12th, 13th
+        ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK") if seen else None
 
 
@@ -1160,32 +1161,45 @@ async def cpu_of_heavy_forward(db: BenchDb, runs: int, limits: Limits) -> dict[s
     """CPU time per full-scope forward trace of the heaviest lot, in this process and in the server.
 
     Their sum divided by the machine's cores is a floor no schedule can beat: however the trace's
-    statements and Python overlap, the cores must do that much work. Untimed runs of their own, since
-    reading ``/proc`` takes a few milliseconds. None unless the server is on this machine."""
+    statements and Python overlap, the cores must do that much work. The server's share is that of the
+    backends serving the benchmark's database after a first run has opened the pool's connections (a
+    connection opened later is not counted, so the floor errs low, never high). Untimed runs of their
+    own, since reading ``/proc`` takes a few milliseconds. None unless the server is on this machine."""
+    from sqlalchemy import text
+
     from domain.db import make_session_factory
     from domain.trace import forward_trace
 
-    if db.kind != "postgres" or _server_cpu_s(db.url) is None:
+    if db.kind != "postgres" or not _is_local(db.url):
         return None
     engine = _engine_for(db, limits)
     sessions = make_session_factory(engine)
     lot_id = db.meta["picks"]["forward_heaviest"]["id"]
     client, server = [], []
     try:
-        for i in range(runs + 1):  # the first warms the pool's connections
+        async with sessions() as session:  # opens the connections the runs below reuse
+            await forward_trace(session, [lot_id], include_shipments=False)
+            backends = text(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND backend_type = 'client backend'"
+            )
+            pids = list(await session.scalars(backends))
+        if _cpu_s(pids) is None:  # a server in another container or namespace
+            return None
+        for _ in range(runs):
             async with sessions() as session:
-                s0, c0 = _server_cpu_s(db.url) or 0.0, time.process_time()
+                s0, c0 = _cpu_s(pids) or 0.0, time.process_time()
                 await forward_trace(session, [lot_id], include_shipments=False)
-                c1, s1 = time.process_time(), _server_cpu_s(db.url) or 0.0
-            if i:
-                client.append(c1 - c0)
-                server.append(s1 - s0)
+                c1, s1 = time.process_time(), _cpu_s(pids) or 0.0
+            client.append(c1 - c0)
+            server.append(s1 - s0)
     finally:
         await engine.dispose()
     cores = os.cpu_count() or 1
     client_ms, server_ms = percentile(client, 50) * 1000, percentile(server, 50) * 1000
     return {
         "runs": runs,
+        "backends": len(pids),
         "client_p50_ms": round(client_ms, 1),
         "server_p50_ms": round(server_ms, 1),
         "cores": cores,
@@ -1468,7 +1482,8 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
     if cpu:
         console.print(
             f"CPU per forward trace of the heaviest lot (p50 of {cpu['runs']} untimed runs): this process "
-            f"{cpu['client_p50_ms']:.0f} ms + the server {cpu['server_p50_ms']:.0f} ms, so on {cpu['cores']} "
+            f"{cpu['client_p50_ms']:.0f} ms + the server {cpu['server_p50_ms']:.0f} ms "
+            f"(its {cpu['backends']} backends of this database), so on {cpu['cores']} "
             f"cores no trace can take less than [bold]{cpu['floor_ms']:.0f} ms[/] "
             f"(server CPU in clock ticks of {cpu['clock_tick_ms']:.0f} ms)."
         )

@@ -96,6 +96,7 @@ async def test_the_timing_and_report_code_runs(sqlite_store, tmp_path):
     assert await bench.cpu_of_heavy_forward(db, 1, limits) is None  # SQLite: no server to read
     report["cpu_forward_heaviest"] = {
         "runs": 3,
+        "backends": 3,
         "client_p50_ms": 300.0,
         "server_p50_ms": 700.0,
         "cores": 2,
@@ -110,21 +111,23 @@ async def test_the_timing_and_report_code_runs(sqlite_store, tmp_path):
 
 
 @pytest.mark.postgres
-async def test_server_cpu_is_read_only_for_a_server_on_this_machine(pg_database):
+async def test_a_backends_cpu_is_read_from_proc_for_a_server_on_this_machine(pg_database):
     from sqlalchemy import text
 
     from domain.db import make_engine
 
-    assert bench._server_cpu_s("postgresql+asyncpg://lotline@db.example.org:5432/lotline") is None
+    assert not bench._is_local("postgresql+asyncpg://lotline@db.example.org:5432/lotline")
+    assert bench._is_local(pg_database)
+    assert bench._cpu_s([2**22 + 12345]) is None  # no such process
     engine = make_engine(pg_database)
     try:
-        async with engine.connect() as conn:  # about a second of the server's CPU
-            before = bench._server_cpu_s(pg_database)
+        async with engine.connect() as conn:  # about a second of this backend's CPU
+            pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+            before = bench._cpu_s([pid])
             await conn.execute(
                 text("SELECT count(*) FROM generate_series(1, 5000000) AS g(i) WHERE i % 7 = 0")
             )
-            # read while the connection lives: an ended process takes its CPU time with it
-            after = bench._server_cpu_s(pg_database)
+            after = bench._cpu_s([pid])
     finally:
         await engine.dispose()
     assert before is not None and after is not None and after - before >= 0.1
