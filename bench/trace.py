@@ -15,7 +15,9 @@ Run: ``.venv/bin/python bench/trace.py [--size 1.0] [--db postgres|sqlite|both] 
    for a typical lot and for the heaviest one (p50/p95 over repeated runs), each result checked
    against the generator's own reachability; and the naive way (an ORM walk, one query per lot)
    on the heaviest lot, at a smaller size when it would not finish within ``--naive-budget``.
-4. Prints a table (targets next to the figures) and writes ``var/bench/trace-<db>-<size>.json``.
+4. On a local PostgreSQL, measures the CPU one heaviest forward trace costs, here and in the server's
+   backends: divided by the cores, a floor no schedule can beat.
+5. Prints a table (targets next to the figures) and writes ``var/bench/trace-<db>-<size>.json``.
 """
 
 from __future__ import annotations
@@ -1369,8 +1371,8 @@ async def bench_naive(
 
 def _speed_probe_ms() -> float:
     """Best of three runs of a fixed pure-Python loop, in ms. This shared machine's speed drifts by
-    tens of percent within an hour (the same loop: 1.2 to 2.2 s), so figures from different runs
-    compare only beside it."""
+    tens of percent within an hour (a 20-million-step loop: 1.8 to 2.5 s in one session), so figures
+    from different runs compare only beside it; it is a rough guide, not a correction factor."""
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()

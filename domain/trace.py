@@ -1176,10 +1176,10 @@ async def _forward_postgres(
         rows = _unzip((await session.execute(statement, reached)).one(), widths)
         with _gc_paused():
             scope.add(rows)
-    traced = scope.traced
+    assert scope.traced is not None  # add() refuses a first part without the lots
     health = await _health(
         session,
-        traced.lots,
+        scope.traced.lots,
         lot_ids,
         max_depth=max_depth,
         at_bound=bool(head.at_bound),
