@@ -23,18 +23,16 @@ def is_sqlite(url: str) -> bool:
 MAX_OVERFLOW = 8
 
 
-def make_engine(url: str, *, pool_size: int | None = None, **kwargs) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 32, **kwargs) -> AsyncEngine:
     """An async engine; on SQLite, with foreign keys enforced and WAL so readers never block writers.
     ``pool_size``: the connections kept open on PostgreSQL (ignored on SQLite)."""
     if is_sqlite(url):
         kwargs.setdefault("connect_args", {"timeout": 30})
     else:
-        if pool_size is not None:
-            kwargs["pool_size"] = pool_size
         # Connections kept open: one beyond pool_size is closed when returned, and a new one costs a
         # connect, authentication and type introspection, so a burst (10,000 acknowledgements from 64
         # clients) must fit in the kept ones rather than churn through the overflow.
-        kwargs.setdefault("pool_size", 32)
+        kwargs["pool_size"] = pool_size
         kwargs.setdefault("max_overflow", MAX_OVERFLOW)
         # Last in, first out: a steady load reuses the few connections it needs, whose prepared
         # statements and plans are warm, instead of cycling through all 32 and preparing each
