@@ -513,7 +513,7 @@ async def post_acks(
     """
     import aiohttp
 
-    from lotline.loopwatch import LoopWatch
+    from lotline.loopwatch import watching
 
     latencies: list[float] = []
     done_at: list[float] = []
@@ -530,10 +530,11 @@ async def post_acks(
     if freezing:
         gc.collect()
         gc.freeze()
-    watch = LoopWatch(0.1)
-    watch.start()
     try:
-        async with aiohttp.ClientSession(base_url=base_url, connector=connector, timeout=timeout) as http:
+        async with (
+            watching(100) as watch,
+            aiohttp.ClientSession(base_url=base_url, connector=connector, timeout=timeout) as http,
+        ):
             start, started_at = time.perf_counter(), time.time()
 
             async def client() -> None:
@@ -562,7 +563,6 @@ async def post_acks(
             await asyncio.gather(*(client() for _ in range(concurrency)))
             elapsed = time.perf_counter() - start
     finally:
-        await watch.close()
         if freezing:
             gc.unfreeze()
     per_second = Counter(int(t) for t in done_at)
@@ -586,7 +586,9 @@ async def post_acks(
         # Each whole second: answers completed and the slowest of them (ms), to find stalls.
         "by_second": [[s, per_second[s], round(slowest.get(s, 0.0))] for s in range(int(elapsed) + 1)],
         # Stalls of this process's loop over 100 ms, seconds from the first request (none expected).
-        "client_loop_stalls": [{**st, "at": round(st["at"] - started_at, 2)} for st in watch.stalls],
+        "client_loop_stalls": [
+            {**st, "at": round(st["at"] - started_at, 2)} for st in (watch.stalls if watch else [])
+        ],
     }
 
 
